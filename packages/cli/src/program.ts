@@ -1,0 +1,16 @@
+import { Command } from "commander";
+import { packageVersion } from "@ecomla/core";
+import { pluginsCommand } from "./commands/plugins.js";
+
+/** The `ecomla` command line, with every subcommand attached. */
+export function buildProgram(): Command {
+  const program = new Command("ecomla")
+    .description("Upcycle a Transformer's attention into Multi-head Latent Attention (MLA): convert, distill, evaluate, serve.")
+    .version(packageVersion(import.meta.url), "-V, --version", "print the version")
+    .option("-c, --config <file>", "pipeline config (YAML or JSON) whose keys mirror the flags")
+    .option("-p, --plugin <package...>", "load more plugins by package name or path")
+    .showHelpAfterError()
+    .configureHelp({ sortSubcommands: true });
+  pluginsCommand(program);
+  return program;
+}

@@ -1,0 +1,10 @@
+import type { Tensor } from "../tensor/tensor.js";
+
+/** A causal language model as evaluators and teachers see it. */
+export interface LanguageModel {
+  readonly vocabSize: number;
+  /** Logits for every position. tokens (B, T) i32 → (B, T, V) f32. */
+  forward(tokens: Tensor): Tensor;
+  /** Bytes of KV cache per token over all layers at the cache dtype (for reports). */
+  kvCacheBytesPerToken(): number;
+}
