@@ -48,7 +48,7 @@ export interface BackendMemoryStats {
   liveBuffers: number;
   /** Bytes held by live buffers. */
   liveBytes: number;
-  /** Highest liveBytes seen since the backend was created (or since resetPeak). */
+  /** Highest liveBytes seen since the backend was created. */
   peakBytes: number;
   /** Total alloc() calls since creation. */
   allocCount: number;
@@ -297,6 +297,8 @@ export interface SvdResult {
 export interface BackendCapabilities {
   /** Thin SVD on host data (LAPACK on CPU; a Jacobi fallback in the reference backend). */
   svd?: (a: Float64Array | Float32Array, m: number, n: number) => Promise<SvdResult>;
+  /** Baselines for `ecomla bench`: milliseconds of each of `repetitions` m×n×k sgemm calls made directly on the backend's underlying library (after a warm-up). */
+  benchBaselines?: { gemmMs(m: number, n: number, k: number, repetitions: number): number[] };
 }
 
 /**
@@ -352,7 +354,8 @@ export interface TensorBackend {
   // ---- elementwise and reductions -----------------------------------------------------------------
   /**
    * out = a ⊙ b with numpy broadcasting: aShape and bShape are right-aligned against outShape,
-   * each dimension equal to outShape's or 1. All contiguous f32.
+   * each dimension equal to outShape's or 1. All contiguous f32. out may alias an input whose
+   * shape equals outShape (in-place accumulation).
    */
   binary(op: BinaryOp, a: DeviceBuffer, aShape: readonly number[], b: DeviceBuffer, bShape: readonly number[], out: DeviceBuffer, outShape: readonly number[]): void;
   /** out = f(x) elementwise over n elements (x, out: (n), may alias). */

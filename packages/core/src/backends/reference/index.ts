@@ -1,0 +1,601 @@
+// The reference TensorBackend: pure TypeScript, plain loops, float64 accumulation. It is the oracle
+// every other backend is checked against, so it validates every argument it touches (ownership,
+// lifetime, dtype, ranges, shapes) and its kernels never read or write outside a buffer.
+import { EcomlaError, ShapeError } from "../../errors.js";
+import {
+  DTYPE_BYTES,
+  type AdamWArgs,
+  type AttentionArgs,
+  type AttentionBackwardArgs,
+  type AttentionForwardArgs,
+  type AttentionView,
+  type BackendCapabilities,
+  type BackendMemoryStats,
+  type BinaryOp,
+  type CrossEntropyArgs,
+  type DType,
+  type DeviceBuffer,
+  type GemmArgs,
+  type HostArray,
+  type HostArrayOf,
+  type KlDivArgs,
+  type LossArgs,
+  type ReduceOp,
+  type RopeArgs,
+  type TensorBackend,
+  type UnaryOp,
+} from "../../interfaces/backend.js";
+import { jacobiSvd } from "../../linalg/svd.js";
+import { HOST_ARRAY_OF, ReferenceBuffer, decode, encode, hostArrayName, stridedSpan, unalias } from "./buffer.js";
+import {
+  binaryKernel,
+  copyStridedKernel,
+  gemmKernel,
+  reduceLastAxisKernel,
+  sizeOfShape,
+  sumToShapeKernel,
+  type FloatStore,
+  type Store,
+} from "./kernels-basic.js";
+import * as nn from "./kernels-nn.js";
+import { unaryDerivative, unaryForward, unaryNeedsAlpha } from "./math.js";
+
+export { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "./dtype.js";
+
+/** Options of {@link ReferenceBackend}. */
+export interface ReferenceBackendOptions {
+  /** Storage of f32 buffers: "f32" (default) or "f64" (Float64Array, for finite-difference checks). */
+  precision?: "f32" | "f64";
+}
+
+/** The pure-TypeScript oracle backend; f32 buffers may be stored in float64 (`precision: "f64"`). */
+export class ReferenceBackend implements TensorBackend {
+  readonly name = "reference";
+  readonly precision: "f32" | "f64";
+  readonly capabilities: BackendCapabilities = {
+    svd: async (a, m, n) => jacobiSvd(a, m, n),
+  };
+  private stats: BackendMemoryStats = { liveBuffers: 0, liveBytes: 0, peakBytes: 0, allocCount: 0 };
+
+  constructor(options: ReferenceBackendOptions = {}) {
+    this.precision = options.precision ?? "f32";
+    if (this.precision !== "f32" && this.precision !== "f64") {
+      throw new EcomlaError(`ReferenceBackend: precision must be "f32" or "f64", found ${JSON.stringify(options.precision)}`);
+    }
+  }
+
+  // ---- validation ---------------------------------------------------------------------------------
+
+  private fail(kernel: string, message: string): never {
+    throw new ShapeError(`ReferenceBackend.${kernel}: ${message}`);
+  }
+
+  private own(kernel: string, arg: string, buf: DeviceBuffer): ReferenceBuffer {
+    if (!(buf instanceof ReferenceBuffer)) {
+      const from = (buf as Partial<DeviceBuffer> | null | undefined)?.backend;
+      throw new EcomlaError(`ReferenceBackend.${kernel}: argument '${arg}' is a buffer of backend '${String(from)}', expected one of 'reference'`);
+    }
+    if (buf.owner !== this) {
+      throw new EcomlaError(`ReferenceBackend.${kernel}: argument '${arg}' belongs to another ReferenceBackend instance`);
+    }
+    if (buf.freed) throw new EcomlaError(`ReferenceBackend.${kernel}: argument '${arg}' was already freed (use after free)`);
+    return buf;
+  }
+
+  private checkInts(kernel: string, values: Record<string, number>, min = 0): void {
+    for (const [key, value] of Object.entries(values)) {
+      if (!Number.isInteger(value) || value < min) this.fail(kernel, `${key} must be an integer ≥ ${min}, found ${value}`);
+    }
+  }
+
+  private checkRange(kernel: string, arg: string, buf: ReferenceBuffer, span: [number, number] | null): void {
+    if (span === null) return;
+    const [lo, hi] = span;
+    if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi > buf.length) {
+      this.fail(kernel, `argument '${arg}' needs elements [${lo}, ${hi}) but has length ${buf.length}`);
+    }
+  }
+
+  private checkDtype(kernel: string, arg: string, buf: ReferenceBuffer, dtype: DType): void {
+    if (buf.dtype !== dtype) this.fail(kernel, `argument '${arg}' has dtype ${buf.dtype}, expected ${dtype}`);
+  }
+
+  /** An f32 buffer's storage, after checking that elements [offset, offset+count) exist. */
+  private floats(kernel: string, arg: string, buf: DeviceBuffer, count: number, offset = 0): FloatStore {
+    const b = this.own(kernel, arg, buf);
+    this.checkDtype(kernel, arg, b, "f32");
+    this.checkRange(kernel, arg, b, count > 0 ? [offset, offset + count] : null);
+    return b.data as FloatStore;
+  }
+
+  /** An i32 buffer's storage, after checking that elements [0, count) exist. */
+  private ints(kernel: string, arg: string, buf: DeviceBuffer, count: number): Int32Array {
+    const b = this.own(kernel, arg, buf);
+    this.checkDtype(kernel, arg, b, "i32");
+    this.checkRange(kernel, arg, b, count > 0 ? [0, count] : null);
+    return b.data as Int32Array;
+  }
+
+  /** Every id in [0, limit) (negative ones allowed where they mean "ignored"), checked before any write. */
+  private checkIds(
+    kernel: string,
+    arg: string,
+    ids: Int32Array, // (count)
+    count: number,
+    limit: number,
+    allowNegative: boolean,
+  ): void {
+    for (let i = 0; i < count; i++) {
+      const id = ids[i]!;
+      if (id >= limit || (id < 0 && !allowNegative)) {
+        throw new EcomlaError(`ReferenceBackend.${kernel}: ${arg}[${i}] = ${id} is out of range [0, ${limit})`);
+      }
+    }
+  }
+
+  // ---- memory -------------------------------------------------------------------------------------
+
+  alloc(dtype: DType, length: number): DeviceBuffer {
+    if (!(dtype in DTYPE_BYTES)) throw new ShapeError(`ReferenceBackend.alloc: unknown dtype ${JSON.stringify(dtype)}`);
+    this.checkInts("alloc", { length });
+    const data: Store =
+      dtype === "f32"
+        ? this.precision === "f64"
+          ? new Float64Array(length)
+          : new Float32Array(length)
+        : dtype === "i32"
+          ? new Int32Array(length)
+          : new Uint16Array(length);
+    const buf = new ReferenceBuffer(this, dtype, length, data);
+    // Bytes are counted at the logical dtype size, so stats are the same in both precisions.
+    const bytes = length * DTYPE_BYTES[dtype];
+    this.stats.liveBuffers++;
+    this.stats.liveBytes += bytes;
+    this.stats.allocCount++;
+    this.stats.peakBytes = Math.max(this.stats.peakBytes, this.stats.liveBytes);
+    return buf;
+  }
+
+  free(buf: DeviceBuffer): void {
+    if (buf instanceof ReferenceBuffer && buf.owner === this && buf.freed) {
+      throw new EcomlaError(`ReferenceBackend.free: buffer (${buf.dtype}, length ${buf.length}) was already freed (freeing twice)`);
+    }
+    const b = this.own("free", "buf", buf);
+    b.freed = true;
+    b.data = new Float32Array(0);
+    this.stats.liveBuffers--;
+    this.stats.liveBytes -= b.length * DTYPE_BYTES[b.dtype];
+  }
+
+  upload(buf: DeviceBuffer, data: HostArray, offset = 0): void {
+    const b = this.own("upload", "buf", buf);
+    const expected = HOST_ARRAY_OF[b.dtype];
+    if (hostArrayName(data) !== expected) this.fail("upload", `a ${b.dtype} buffer takes a ${expected}, found ${hostArrayName(data)}`);
+    this.checkInts("upload", { offset });
+    this.checkRange("upload", "buf", b, data.length > 0 ? [offset, offset + data.length] : null);
+    b.data.set(data, offset);
+  }
+
+  async download<D extends DType>(buf: DeviceBuffer & { dtype: D }, offset = 0, length?: number): Promise<HostArrayOf<D>> {
+    const b = this.own("download", "buf", buf);
+    const count = length ?? b.length - offset;
+    this.checkInts("download", { offset, length: count });
+    this.checkRange("download", "buf", b, count > 0 ? [offset, offset + count] : null);
+    const view = b.data.subarray(offset, offset + count);
+    // Float32Array.from rounds f64-mode storage to f32; the other dtypes copy as stored.
+    const copy = b.dtype === "f32" ? Float32Array.from(view) : view.slice();
+    return copy as HostArrayOf<D>;
+  }
+
+  async sync(): Promise<void> {}
+
+  memoryStats(): BackendMemoryStats {
+    return { ...this.stats };
+  }
+
+  /** Restart peakBytes from the current liveBytes. */
+  resetPeak(): void {
+    this.stats.peakBytes = this.stats.liveBytes;
+  }
+
+  /** Exact stored values of any buffer as float64 (bf16/f16 decoded), synchronously. For tests. */
+  readF64(buf: DeviceBuffer): Float64Array {
+    const b = this.own("readF64", "buf", buf);
+    const out = new Float64Array(b.length);
+    for (let i = 0; i < b.length; i++) out[i] = decode(b.dtype, b.data[i]!);
+    return out;
+  }
+
+  /** Store float64 values into any buffer from element `offset`, rounding to its dtype (and precision). For tests. */
+  writeF64(buf: DeviceBuffer, data: Float64Array | number[], offset = 0): void {
+    const b = this.own("writeF64", "buf", buf);
+    this.checkInts("writeF64", { offset });
+    this.checkRange("writeF64", "buf", b, data.length > 0 ? [offset, offset + data.length] : null);
+    for (let i = 0; i < data.length; i++) b.data[offset + i] = encode(b.dtype, data[i]!);
+  }
+
+  // ---- layout -------------------------------------------------------------------------------------
+
+  fill(out: DeviceBuffer, value: number, n: number, offset = 0): void {
+    const b = this.own("fill", "out", out);
+    this.checkInts("fill", { n, offset });
+    this.checkRange("fill", "out", b, n > 0 ? [offset, offset + n] : null);
+    b.data.fill(encode(b.dtype, value), offset, offset + n);
+  }
+
+  copyStrided(args: {
+    src: DeviceBuffer;
+    srcOffset?: number;
+    srcStrides: readonly number[];
+    dst: DeviceBuffer;
+    dstOffset?: number;
+    dstStrides: readonly number[];
+    shape: readonly number[];
+    accumulate?: boolean;
+  }): void {
+    const k = "copyStrided";
+    const { shape, srcStrides, dstStrides } = args;
+    const srcOffset = args.srcOffset ?? 0;
+    const dstOffset = args.dstOffset ?? 0;
+    const src = this.own(k, "src", args.src);
+    const dst = this.own(k, "dst", args.dst);
+    if (src.dtype !== dst.dtype) this.fail(k, `src has dtype ${src.dtype} but dst has dtype ${dst.dtype}; they must match`);
+    if (shape.length > 6) this.fail(k, `rank must be ≤ 6, found shape [${shape.join(", ")}]`);
+    if (srcStrides.length !== shape.length || dstStrides.length !== shape.length) {
+      this.fail(k, `shape [${shape.join(", ")}] needs ${shape.length} strides, found srcStrides [${srcStrides.join(", ")}], dstStrides [${dstStrides.join(", ")}]`);
+    }
+    shape.forEach((d, i) => this.checkInts(k, { [`shape[${i}]`]: d }));
+    [...srcStrides, ...dstStrides, srcOffset, dstOffset].forEach((s) => {
+      if (!Number.isInteger(s)) this.fail(k, `strides and offsets must be integers, found ${s}`);
+    });
+    this.checkRange(k, "src", src, stridedSpan(srcOffset, shape, srcStrides));
+    this.checkRange(k, "dst", dst, stridedSpan(dstOffset, shape, dstStrides));
+    const dtype = dst.dtype;
+    const combine = !args.accumulate
+      ? null
+      : dtype === "i32"
+        ? (old: number, incoming: number) => (old + incoming) | 0
+        : dtype === "f32"
+          ? (old: number, incoming: number) => old + incoming
+          : (old: number, incoming: number) => encode(dtype, decode(dtype, old) + decode(dtype, incoming));
+    copyStridedKernel(unalias(src.data, dst.data), srcOffset, srcStrides, dst.data, dstOffset, dstStrides, shape, combine);
+  }
+
+  cast(src: DeviceBuffer, dst: DeviceBuffer, n: number): void {
+    const s = this.own("cast", "src", src);
+    const d = this.own("cast", "dst", dst);
+    this.checkInts("cast", { n });
+    this.checkRange("cast", "src", s, n > 0 ? [0, n] : null);
+    this.checkRange("cast", "dst", d, n > 0 ? [0, n] : null);
+    if (s.dtype === d.dtype) {
+      d.data.set(s.data.subarray(0, n));
+      return;
+    }
+    // bf16/f16 → f32 is exact, so any conversion through a float value rounds only once,
+    // except i32 → bf16/f16, which rounds through f32 as PyTorch does.
+    for (let i = 0; i < n; i++) d.data[i] = encode(d.dtype, decode(s.dtype, s.data[i]!));
+  }
+
+  // ---- linear algebra -----------------------------------------------------------------------------
+
+  gemm(args: GemmArgs): void {
+    const k = "gemm";
+    const { batch, m, n, transA, transB, alpha, beta } = args;
+    this.checkInts(k, { batch }, 1);
+    this.checkInts(k, { m, n, k: args.k });
+    const aOffset = args.aOffset ?? 0;
+    const bOffset = args.bOffset ?? 0;
+    const cOffset = args.cOffset ?? 0;
+    this.checkInts(k, { aOffset, bOffset, cOffset, lda: args.lda, ldb: args.ldb, ldc: args.ldc, strideA: args.strideA, strideB: args.strideB, strideC: args.strideC });
+    const [aRows, aCols] = transA ? [args.k, m] : [m, args.k];
+    const [bRows, bCols] = transB ? [n, args.k] : [args.k, n];
+    if (aRows > 1 && args.lda < aCols) this.fail(k, `lda must be ≥ ${aCols} (columns of A as stored), found ${args.lda}`);
+    if (bRows > 1 && args.ldb < bCols) this.fail(k, `ldb must be ≥ ${bCols} (columns of B as stored), found ${args.ldb}`);
+    if (m > 1 && args.ldc < n) this.fail(k, `ldc must be ≥ ${n}, found ${args.ldc}`);
+    if (batch > 1 && args.strideC === 0 && m * n > 0) this.fail(k, `strideC = 0 with batch ${batch} would write every batch to the same C`);
+    const a = this.own(k, "a", args.a);
+    const b = this.own(k, "b", args.b);
+    const c = this.own(k, "c", args.c);
+    for (const [name, buf] of [["a", a], ["b", b], ["c", c]] as const) this.checkDtype(k, name, buf, "f32");
+    this.checkRange(k, "a", a, stridedSpan(aOffset, [batch, aRows, aCols], [args.strideA, args.lda, 1]));
+    this.checkRange(k, "b", b, stridedSpan(bOffset, [batch, bRows, bCols], [args.strideB, args.ldb, 1]));
+    this.checkRange(k, "c", c, stridedSpan(cOffset, [batch, m, n], [args.strideC, args.ldc, 1]));
+    const cData = c.data as FloatStore;
+    gemmKernel(
+      batch,
+      m,
+      n,
+      args.k,
+      alpha,
+      beta,
+      { data: unalias(a.data as FloatStore, cData), offset: aOffset, ld: args.lda, batchStride: args.strideA, trans: transA },
+      { data: unalias(b.data as FloatStore, cData), offset: bOffset, ld: args.ldb, batchStride: args.strideB, trans: transB },
+      { data: cData, offset: cOffset, ld: args.ldc, batchStride: args.strideC },
+    );
+  }
+
+  // ---- elementwise and reductions -----------------------------------------------------------------
+
+  private checkShape(kernel: string, arg: string, shape: readonly number[]): void {
+    shape.forEach((d, i) => this.checkInts(kernel, { [`${arg}[${i}]`]: d }));
+  }
+
+  /** Checks that `shape` broadcasts to `target` (right-aligned, each dim equal or 1). */
+  private checkBroadcast(kernel: string, arg: string, shape: readonly number[], targetArg: string, target: readonly number[]): void {
+    const ok = shape.length <= target.length && shape.every((d, i) => d === 1 || d === target[target.length - shape.length + i]);
+    if (!ok) this.fail(kernel, `${arg} [${shape.join(", ")}] does not broadcast to ${targetArg} [${target.join(", ")}]`);
+  }
+
+  binary(op: BinaryOp, a: DeviceBuffer, aShape: readonly number[], b: DeviceBuffer, bShape: readonly number[], out: DeviceBuffer, outShape: readonly number[]): void {
+    const k = `binary(${op})`;
+    for (const [name, shape] of [["aShape", aShape], ["bShape", bShape], ["outShape", outShape]] as const) this.checkShape(k, name, shape);
+    this.checkBroadcast(k, "aShape", aShape, "outShape", outShape);
+    this.checkBroadcast(k, "bShape", bShape, "outShape", outShape);
+    const outData = this.floats(k, "out", out, sizeOfShape(outShape));
+    const aData = this.floats(k, "a", a, sizeOfShape(outShape) > 0 ? sizeOfShape(aShape) : 0);
+    const bData = this.floats(k, "b", b, sizeOfShape(outShape) > 0 ? sizeOfShape(bShape) : 0);
+    binaryKernel(op, unalias(aData, outData), aShape, unalias(bData, outData), bShape, outData, outShape);
+  }
+
+  private alphaFor(kernel: string, op: UnaryOp, alpha: number | undefined): number {
+    if (unaryNeedsAlpha(op) && alpha === undefined) this.fail(kernel, `op '${op}' needs alpha, found undefined`);
+    return alpha ?? 0;
+  }
+
+  unary(op: UnaryOp, x: DeviceBuffer, out: DeviceBuffer, n: number, alpha?: number): void {
+    const k = `unary(${op})`;
+    this.checkInts(k, { n });
+    const a = this.alphaFor(k, op, alpha);
+    const xData = this.floats(k, "x", x, n);
+    const outData = this.floats(k, "out", out, n);
+    for (let i = 0; i < n; i++) outData[i] = unaryForward(op, xData[i]!, a);
+  }
+
+  unaryBackward(op: UnaryOp, x: DeviceBuffer, y: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, n: number, alpha?: number): void {
+    const k = `unaryBackward(${op})`;
+    this.checkInts(k, { n });
+    const a = this.alphaFor(k, op, alpha);
+    const xData = this.floats(k, "x", x, n);
+    this.floats(k, "y", y, n); // validated only: the derivative is recomputed from x
+    const dyData = this.floats(k, "dy", dy, n);
+    const dxData = this.floats(k, "dx", dx, n);
+    for (let i = 0; i < n; i++) dxData[i] = dyData[i]! * unaryDerivative(op, xData[i]!, a);
+  }
+
+  reduceLastAxis(op: ReduceOp, x: DeviceBuffer, out: DeviceBuffer, rows: number, cols: number): void {
+    const k = `reduceLastAxis(${op})`;
+    this.checkInts(k, { rows, cols });
+    const xData = this.floats(k, "x", x, rows * cols);
+    const outData = this.floats(k, "out", out, rows);
+    reduceLastAxisKernel(op, unalias(xData, outData), outData, rows, cols);
+  }
+
+  sumToShape(x: DeviceBuffer, xShape: readonly number[], out: DeviceBuffer, outShape: readonly number[]): void {
+    const k = "sumToShape";
+    this.checkShape(k, "xShape", xShape);
+    this.checkShape(k, "outShape", outShape);
+    this.checkBroadcast(k, "outShape", outShape, "xShape", xShape);
+    const xData = this.floats(k, "x", x, sizeOfShape(xShape));
+    const outData = this.floats(k, "out", out, sizeOfShape(outShape));
+    sumToShapeKernel(xData, xShape, outData, outShape);
+  }
+
+  // ---- fused neural-network kernels ---------------------------------------------------------------
+
+  softmax(x: DeviceBuffer, out: DeviceBuffer, rows: number, cols: number): void {
+    this.checkInts("softmax", { rows, cols });
+    nn.softmaxForward(this.floats("softmax", "x", x, rows * cols), this.floats("softmax", "out", out, rows * cols), rows, cols);
+  }
+
+  softmaxBackward(y: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, rows: number, cols: number): void {
+    const k = "softmaxBackward";
+    this.checkInts(k, { rows, cols });
+    const size = rows * cols;
+    nn.softmaxBackward(this.floats(k, "y", y, size), this.floats(k, "dy", dy, size), this.floats(k, "dx", dx, size), rows, cols);
+  }
+
+  rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, out: DeviceBuffer, rstd: DeviceBuffer, rows: number, cols: number, eps: number): void {
+    const k = "rmsNorm";
+    this.checkInts(k, { rows, cols });
+    const outData = this.floats(k, "out", out, rows * cols);
+    const rstdData = this.floats(k, "rstd", rstd, rows);
+    const weightData = unalias(this.floats(k, "weight", weight, rows > 0 ? cols : 0), outData, rstdData);
+    nn.rmsNormForward(this.floats(k, "x", x, rows * cols), weightData, outData, rstdData, rows, cols, eps);
+  }
+
+  rmsNormBackward(x: DeviceBuffer, weight: DeviceBuffer, rstd: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, dWeight: DeviceBuffer, rows: number, cols: number): void {
+    const k = "rmsNormBackward";
+    this.checkInts(k, { rows, cols });
+    const size = rows * cols;
+    const dxData = this.floats(k, "dx", dx, size);
+    const dWeightData = this.floats(k, "dWeight", dWeight, cols);
+    const weightData = unalias(this.floats(k, "weight", weight, cols), dxData, dWeightData);
+    const rstdData = unalias(this.floats(k, "rstd", rstd, rows), dxData, dWeightData);
+    const xData = unalias(this.floats(k, "x", x, size), dWeightData);
+    const dyData = unalias(this.floats(k, "dy", dy, size), dWeightData);
+    nn.rmsNormBackward(xData, weightData, rstdData, dyData, dxData, dWeightData, rows, cols);
+  }
+
+  rope(args: RopeArgs): void {
+    const k = "rope";
+    const { batch, seqLen, numHeads, headDim, layout } = args;
+    const posOffset = args.posOffset ?? 0;
+    this.checkInts(k, { batch, seqLen, numHeads, headDim, posOffset });
+    if (headDim % 2 !== 0) this.fail(k, `headDim must be even, found ${headDim}`);
+    if (layout !== "half" && layout !== "interleaved") this.fail(k, `layout must be "half" or "interleaved", found ${JSON.stringify(layout)}`);
+    const size = batch * seqLen * numHeads * headDim;
+    const xData = this.floats(k, "x", args.x, size);
+    const outData = this.floats(k, "out", args.out, size);
+    let positions: Int32Array | null = null;
+    let maxPos = seqLen > 0 ? posOffset + seqLen - 1 : -1;
+    if (args.positions !== undefined) {
+      positions = this.ints(k, "positions", args.positions, batch * seqLen);
+      maxPos = -1;
+      for (let i = 0; i < batch * seqLen; i++) {
+        if (positions[i]! < 0) throw new EcomlaError(`ReferenceBackend.rope: positions[${i}] = ${positions[i]} is negative`);
+        maxPos = Math.max(maxPos, positions[i]!);
+      }
+    }
+    // The tables must hold rows 0..maxPos of (P, D/2); a missing row is a position ≥ P.
+    const tableSize = size > 0 ? (maxPos + 1) * (headDim / 2) : 0;
+    const cosData = unalias(this.floats(k, "cos", args.cos, tableSize), outData);
+    const sinData = unalias(this.floats(k, "sin", args.sin, tableSize), outData);
+    const params = { batch, seqLen, numHeads, headDim, layout, posOffset, scale: args.scale ?? 1, inverse: args.inverse ?? false };
+    nn.ropeKernel(params, xData, outData, cosData, sinData, positions);
+  }
+
+  /** Validates the shared attention arguments and resolves the q/k/v views. */
+  private attentionViews(kernel: string, args: AttentionArgs): { dims: nn.AttentionDims; q: nn.AttentionViewData; k: nn.AttentionViewData; v: nn.AttentionViewData } {
+    const { batch, queryLen, keyLen, numHeads, numKvHeads, qkDim, vDim, scale, causal } = args;
+    this.checkInts(kernel, { batch, queryLen, keyLen });
+    this.checkInts(kernel, { numHeads, numKvHeads, qkDim, vDim }, 1);
+    if (numHeads % numKvHeads !== 0) this.fail(kernel, `numKvHeads (${numKvHeads}) must divide numHeads (${numHeads})`);
+    if (causal && keyLen < queryLen) this.fail(kernel, `causal attention needs keyLen ≥ queryLen, found keyLen ${keyLen} < queryLen ${queryLen}`);
+    if (keyLen === 0 && queryLen > 0 && batch > 0) this.fail(kernel, `keyLen is 0: query rows would see no key`);
+    const view = (name: string, v: AttentionView, tokens: number, heads: number, dim: number): nn.AttentionViewData => {
+      const offset = v.offset ?? 0;
+      const strides = v.strides ?? ([tokens * heads * dim, heads * dim, dim] as const);
+      if (strides.length !== 3) this.fail(kernel, `${name}.strides must have 3 entries [batch, token, head], found ${strides.length}`);
+      this.checkInts(kernel, { [`${name}.offset`]: offset });
+      if (!strides.every(Number.isInteger)) this.fail(kernel, `${name}.strides must be integers, found [${strides.join(", ")}]`);
+      const b = this.own(kernel, name, v.buf);
+      this.checkDtype(kernel, name, b, "f32");
+      this.checkRange(kernel, name, b, stridedSpan(offset, [batch, tokens, heads, dim], [...strides, 1]));
+      return { data: b.data as FloatStore, offset, strides };
+    };
+    return {
+      dims: { batch, queryLen, keyLen, numHeads, numKvHeads, qkDim, vDim, scale, causal },
+      q: view("q", args.q, queryLen, numHeads, qkDim),
+      k: view("k", args.k, keyLen, numKvHeads, qkDim),
+      v: view("v", args.v, keyLen, numKvHeads, vDim),
+    };
+  }
+
+  attention(args: AttentionForwardArgs): void {
+    const kernel = "attention";
+    const { dims, q, k, v } = this.attentionViews(kernel, args);
+    const rows = dims.batch * dims.queryLen * dims.numHeads;
+    const out = this.floats(kernel, "out", args.out, rows * dims.vDim);
+    const lse = args.lse === undefined ? null : this.floats(kernel, "lse", args.lse, rows);
+    const outputs: Store[] = lse === null ? [out] : [out, lse];
+    const safe = (view: nn.AttentionViewData) => ({ ...view, data: unalias(view.data, ...outputs) });
+    nn.attentionForward(dims, safe(q), safe(k), safe(v), out, lse);
+  }
+
+  attentionBackward(args: AttentionBackwardArgs): void {
+    const kernel = "attentionBackward";
+    const { dims, q, k, v } = this.attentionViews(kernel, args);
+    const { batch, queryLen, keyLen, numHeads, numKvHeads, qkDim, vDim } = dims;
+    const rows = batch * queryLen * numHeads;
+    const dq = this.floats(kernel, "dq", args.dq, rows * qkDim);
+    const dk = this.floats(kernel, "dk", args.dk, batch * keyLen * numKvHeads * qkDim);
+    const dv = this.floats(kernel, "dv", args.dv, batch * keyLen * numKvHeads * vDim);
+    const outputs = [dq, dk, dv];
+    const safe = (view: nn.AttentionViewData) => ({ ...view, data: unalias(view.data, ...outputs) });
+    const out = unalias(this.floats(kernel, "out", args.out, rows * vDim), ...outputs);
+    const lse = unalias(this.floats(kernel, "lse", args.lse, rows), ...outputs);
+    const dOut = unalias(this.floats(kernel, "dOut", args.dOut, rows * vDim), ...outputs);
+    nn.attentionBackward(dims, safe(q), safe(k), safe(v), out, lse, dOut, dq, dk, dv);
+  }
+
+  swiglu(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer, n: number): void {
+    this.checkInts("swiglu", { n });
+    nn.swigluForward(this.floats("swiglu", "gate", gate, n), this.floats("swiglu", "up", up, n), this.floats("swiglu", "out", out, n), n);
+  }
+
+  swigluBackward(gate: DeviceBuffer, up: DeviceBuffer, dOut: DeviceBuffer, dGate: DeviceBuffer, dUp: DeviceBuffer, n: number): void {
+    const k = "swigluBackward";
+    this.checkInts(k, { n });
+    const [gateData, upData, dOutData] = [this.floats(k, "gate", gate, n), this.floats(k, "up", up, n), this.floats(k, "dOut", dOut, n)];
+    nn.swigluBackward(gateData, upData, dOutData, this.floats(k, "dGate", dGate, n), this.floats(k, "dUp", dUp, n), n);
+  }
+
+  embedding(ids: DeviceBuffer, table: DeviceBuffer, out: DeviceBuffer, n: number, vocab: number, dim: number): void {
+    const k = "embedding";
+    this.checkInts(k, { n, vocab, dim });
+    const idData = this.ints(k, "ids", ids, n);
+    const outData = this.floats(k, "out", out, n * dim);
+    const tableData = unalias(this.floats(k, "table", table, vocab * dim), outData);
+    this.checkIds(k, "ids", idData, n, vocab, false);
+    nn.embeddingForward(idData, tableData, outData, n, dim);
+  }
+
+  embeddingBackward(ids: DeviceBuffer, dOut: DeviceBuffer, dTable: DeviceBuffer, n: number, vocab: number, dim: number): void {
+    const k = "embeddingBackward";
+    this.checkInts(k, { n, vocab, dim });
+    const idData = this.ints(k, "ids", ids, n);
+    const dTableData = this.floats(k, "dTable", dTable, vocab * dim);
+    const dOutData = unalias(this.floats(k, "dOut", dOut, n * dim), dTableData);
+    this.checkIds(k, "ids", idData, n, vocab, false);
+    nn.embeddingBackward(idData, dOutData, dTableData, n, dim);
+  }
+
+  /** Validates the LossArgs common to both losses. */
+  private lossCommon(kernel: string, args: LossArgs): { params: nn.LossParams; logits: FloatStore; weights: FloatStore | null; loss: FloatStore; grad: FloatStore | null } {
+    const { rows, vocab } = args;
+    this.checkInts(kernel, { rows, vocab });
+    const temperature = args.temperature ?? 1;
+    if (!(temperature > 0) || !Number.isFinite(temperature)) this.fail(kernel, `temperature must be finite and > 0, found ${temperature}`);
+    const logits = this.floats(kernel, "logits", args.logits, rows * vocab);
+    const loss = this.floats(kernel, "loss", args.loss, rows);
+    const grad = args.grad === undefined ? null : this.floats(kernel, "grad", args.grad, rows * vocab);
+    const outputs: Store[] = grad === null ? [loss] : [loss, grad];
+    const weights = args.weights === undefined ? null : unalias(this.floats(kernel, "weights", args.weights, rows), ...outputs);
+    // grad may alias logits (kernels read each row first); the loss must not.
+    return { params: { rows, vocab, temperature }, logits: unalias(logits, loss), weights, loss, grad };
+  }
+
+  crossEntropy(args: CrossEntropyArgs): void {
+    const k = "crossEntropy";
+    const common = this.lossCommon(k, args);
+    const labels = this.ints(k, "labels", args.labels, args.rows);
+    this.checkIds(k, "labels", labels, args.rows, args.vocab, true);
+    nn.crossEntropyKernel(common.params, common.logits, labels, common.weights, common.loss, common.grad);
+  }
+
+  klDiv(args: KlDivArgs): void {
+    const k = "klDiv";
+    const dense = args.teacherLogits !== undefined;
+    const topKForm = args.teacherIndices !== undefined || args.teacherLogprobs !== undefined;
+    if (dense === topKForm) this.fail(k, `give exactly one of teacherLogits or (teacherIndices, teacherLogprobs), found ${dense ? "both" : "neither"}`);
+    const common = this.lossCommon(k, args);
+    const outputs: Store[] = common.grad === null ? [common.loss] : [common.loss, common.grad];
+    const { rows, vocab } = common.params;
+    if (dense) {
+      const teacher = unalias(this.floats(k, "teacherLogits", args.teacherLogits!, rows * vocab), ...outputs);
+      nn.klDivDenseKernel(common.params, common.logits, teacher, common.weights, common.loss, common.grad);
+      return;
+    }
+    if (args.teacherIndices === undefined || args.teacherLogprobs === undefined) this.fail(k, `the top-k form needs both teacherIndices and teacherLogprobs`);
+    if (args.topK === undefined) this.fail(k, `the top-k form needs topK, found undefined`);
+    const topK = args.topK;
+    this.checkInts(k, { topK });
+    const indices = this.ints(k, "teacherIndices", args.teacherIndices, rows * topK);
+    this.checkIds(k, "teacherIndices", indices, rows * topK, vocab, false);
+    const logprobs = unalias(this.floats(k, "teacherLogprobs", args.teacherLogprobs, rows * topK), ...outputs);
+    nn.klDivTopKKernel(common.params, topK, common.logits, indices, logprobs, common.weights, common.loss, common.grad);
+  }
+
+  adamw(args: AdamWArgs): void {
+    const k = "adamw";
+    const { n } = args;
+    this.checkInts(k, { n });
+    const param = this.floats(k, "param", args.param, n);
+    const m = this.floats(k, "m", args.m, n);
+    const v = this.floats(k, "v", args.v, n);
+    const grad = unalias(this.floats(k, "grad", args.grad, n), param, m, v);
+    if (new Set([param, m, v]).size !== 3) this.fail(k, `param, m and v must be distinct buffers`);
+    const params: nn.AdamWParams = {
+      n,
+      lr: args.lr,
+      beta1: args.beta1,
+      beta2: args.beta2,
+      eps: args.eps,
+      weightDecay: args.weightDecay,
+      biasCorrection1: args.biasCorrection1,
+      biasCorrection2: args.biasCorrection2,
+      gradScale: args.gradScale ?? 1,
+    };
+    nn.adamwKernel(params, param, grad, m, v);
+  }
+}

@@ -1,0 +1,169 @@
+import { ShapeError } from "../errors.js";
+import type { TensorBackend } from "../interfaces/backend.js";
+import type { Rng } from "../random.js";
+import { keep } from "../tensor/engine.js";
+import { Tensor } from "../tensor/tensor.js";
+import * as ops from "../tensor/ops/index.js";
+import { Module, normalParam } from "./module.js";
+
+/** Default init std (HF's initializer_range). */
+const INIT_STD = 0.02;
+
+/** y = x Wᵀ (+ b); weight (out, in) as in PyTorch. */
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  constructor(backend: TensorBackend, readonly inFeatures: number, readonly outFeatures: number, rng: Rng, options: { bias?: boolean; std?: number } = {}) {
+    super(backend);
+    this.weight = this.param("weight", normalParam(backend, [outFeatures, inFeatures], rng, options.std ?? INIT_STD));
+    this.bias = options.bias ? this.param("bias", Tensor.zeros(backend, [outFeatures])) : null;
+  }
+  /** x (…, in) → (…, out) */
+  forward(x: Tensor): Tensor {
+    return ops.linear(x, this.weight, this.bias ?? undefined);
+  }
+}
+
+/** Token embedding table (vocab, dim). */
+export class Embedding extends Module {
+  readonly weight: Tensor;
+  constructor(backend: TensorBackend, readonly vocabSize: number, readonly dim: number, rng: Rng, options: { std?: number } = {}) {
+    super(backend);
+    this.weight = this.param("weight", normalParam(backend, [vocabSize, dim], rng, options.std ?? INIT_STD));
+  }
+  /** ids (…) i32 → (…, dim) */
+  forward(ids: Tensor): Tensor {
+    return ops.embedding(ids, this.weight);
+  }
+}
+
+/** RMSNorm with a learned scale, initialised to ones. */
+export class RMSNorm extends Module {
+  readonly weight: Tensor;
+  constructor(backend: TensorBackend, readonly dim: number, readonly eps = 1e-6) {
+    super(backend);
+    this.weight = this.param("weight", Tensor.full(backend, [dim], 1));
+  }
+  /** x (…, dim) → (…, dim) */
+  forward(x: Tensor): Tensor {
+    return ops.rmsNorm(x, this.weight, this.eps);
+  }
+}
+
+/** Inverse frequencies θ^(−2i/d) of plain RoPE, i < d/2. Scaled variants (llama3, YaRN) give their own. */
+export function ropeInverseFrequencies(headDim: number, theta: number): Float64Array {
+  const inv = new Float64Array(headDim / 2);
+  for (let i = 0; i < headDim / 2; i++) inv[i] = 1 / Math.pow(theta, (2 * i) / headDim);
+  return inv;
+}
+
+/**
+ * Rotary position embedding: cos/sin tables (maxPositions, headDim/2) built once on the host
+ * from inverse frequencies, applied in the rotate-half (HF Llama) or interleaved layout.
+ */
+export class RotaryEmbedding {
+  readonly tables: ops.RopeTables;
+  constructor(
+    readonly backend: TensorBackend,
+    readonly headDim: number,
+    readonly maxPositions: number,
+    inverseFrequencies: Float64Array,
+    readonly options: { layout?: "half" | "interleaved"; scale?: number } = {},
+  ) {
+    if (headDim % 2 !== 0 || inverseFrequencies.length !== headDim / 2) {
+      throw new ShapeError(`RotaryEmbedding: head dim ${headDim} must be even with ${headDim / 2} frequencies, got ${inverseFrequencies.length}`);
+    }
+    const half = headDim / 2;
+    const cos = new Float32Array(maxPositions * half);
+    const sin = new Float32Array(maxPositions * half);
+    for (let p = 0; p < maxPositions; p++) {
+      for (let i = 0; i < half; i++) {
+        // float64 angles, like HF computes freqs in float32 then cos — close enough, and exact for tests.
+        const a = p * inverseFrequencies[i]!;
+        cos[p * half + i] = Math.cos(a);
+        sin[p * half + i] = Math.sin(a);
+      }
+    }
+    this.tables = { cos: keep(Tensor.from(backend, cos, [maxPositions, half])), sin: keep(Tensor.from(backend, sin, [maxPositions, half])) };
+  }
+  /** x (B, T, H, headDim) → same, rotated at positions posOffset … posOffset+T−1. */
+  forward(x: Tensor, posOffset = 0): Tensor {
+    return ops.rope(x, this.tables, { layout: this.options.layout, scale: this.options.scale, posOffset });
+  }
+  dispose(): void {
+    this.tables.cos.dispose();
+    this.tables.sin.dispose();
+  }
+}
+
+/** Llama's MLP: down(silu(gate(x)) ⊙ up(x)). */
+export class SwiGLUMLP extends Module {
+  readonly gate_proj: Linear;
+  readonly up_proj: Linear;
+  readonly down_proj: Linear;
+  constructor(backend: TensorBackend, hidden: number, intermediate: number, rng: Rng) {
+    super(backend);
+    this.gate_proj = this.child("gate_proj", new Linear(backend, hidden, intermediate, rng));
+    this.up_proj = this.child("up_proj", new Linear(backend, hidden, intermediate, rng));
+    this.down_proj = this.child("down_proj", new Linear(backend, intermediate, hidden, rng));
+  }
+  /** x (…, hidden) → (…, hidden) */
+  forward(x: Tensor): Tensor {
+    return this.down_proj.forward(ops.swiglu(this.gate_proj.forward(x), this.up_proj.forward(x)));
+  }
+}
+
+/** Shape of a GQA attention layer. */
+export interface AttentionShape {
+  hiddenSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+}
+
+/** Causal self-attention with grouped-query heads and RoPE (HF Llama layout and names). */
+export class CausalSelfAttention extends Module {
+  readonly q_proj: Linear;
+  readonly k_proj: Linear;
+  readonly v_proj: Linear;
+  readonly o_proj: Linear;
+  constructor(backend: TensorBackend, readonly shape: AttentionShape, rng: Rng) {
+    super(backend);
+    const { hiddenSize: d, numHeads: h, numKvHeads: kv, headDim: hd } = shape;
+    if (h % kv !== 0) throw new ShapeError(`CausalSelfAttention: ${kv} key/value heads do not divide ${h} heads`);
+    this.q_proj = this.child("q_proj", new Linear(backend, d, h * hd, rng));
+    this.k_proj = this.child("k_proj", new Linear(backend, d, kv * hd, rng));
+    this.v_proj = this.child("v_proj", new Linear(backend, d, kv * hd, rng));
+    this.o_proj = this.child("o_proj", new Linear(backend, h * hd, d, rng));
+  }
+  /** x (B, T, hidden) → (B, T, hidden) */
+  forward(x: Tensor, rotary: RotaryEmbedding): Tensor {
+    const [b, t] = x.shape as [number, number, number];
+    const { numHeads: h, numKvHeads: kv, headDim: hd } = this.shape;
+    const q = rotary.forward(ops.reshape(this.q_proj.forward(x), [b, t, h, hd]));
+    const k = rotary.forward(ops.reshape(this.k_proj.forward(x), [b, t, kv, hd]));
+    const v = ops.reshape(this.v_proj.forward(x), [b, t, kv, hd]);
+    const ctx = ops.attention(q, k, v, { causal: true });
+    return this.o_proj.forward(ops.reshape(ctx, [b, t, h * hd]));
+  }
+}
+
+/** A pre-norm Llama decoder block: x + attn(norm(x)), then + mlp(norm(·)). */
+export class DecoderBlock extends Module {
+  readonly input_layernorm: RMSNorm;
+  readonly self_attn: CausalSelfAttention;
+  readonly post_attention_layernorm: RMSNorm;
+  readonly mlp: SwiGLUMLP;
+  constructor(backend: TensorBackend, shape: AttentionShape & { intermediateSize: number; rmsNormEps: number }, rng: Rng) {
+    super(backend);
+    this.input_layernorm = this.child("input_layernorm", new RMSNorm(backend, shape.hiddenSize, shape.rmsNormEps));
+    this.self_attn = this.child("self_attn", new CausalSelfAttention(backend, shape, rng));
+    this.post_attention_layernorm = this.child("post_attention_layernorm", new RMSNorm(backend, shape.hiddenSize, shape.rmsNormEps));
+    this.mlp = this.child("mlp", new SwiGLUMLP(backend, shape.hiddenSize, shape.intermediateSize, rng));
+  }
+  /** x (B, T, hidden) → (B, T, hidden) */
+  forward(x: Tensor, rotary: RotaryEmbedding): Tensor {
+    const h = ops.add(x, this.self_attn.forward(this.input_layernorm.forward(x), rotary));
+    return ops.add(h, this.mlp.forward(this.post_attention_layernorm.forward(h)));
+  }
+}
