@@ -6,9 +6,9 @@ ECOMLA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ECOMLA_ROOT"
 
 # System packages the native and WebGPU backends need (grows with the plugins that need them).
-ECOMLA_APT_PACKAGES=()
+ECOMLA_APT_PACKAGES=(libopenblas-dev)
 # Packages that must come from bookworm-backports (Dawn refuses older Mesa).
-ECOMLA_BACKPORTS_PACKAGES=()
+ECOMLA_BACKPORTS_PACKAGES=(mesa-vulkan-drivers)
 
 say() { printf '\033[1m[ecomla]\033[0m %s\n' "$*" >&2; }
 

@@ -33,8 +33,11 @@ t.test("plugins lists core and plugins from --plugin and from a config", async (
   const r = ecomla(["plugins", "--json", "--plugin", goodPlugin]);
   t.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { plugins: { name: string; provides: { kind: string; name: string }[] }[] };
-  t.same(out.plugins.map((p) => p.name), ["@ecomla/core", "good-plugin"]);
-  t.same(out.plugins[1]!.provides, [{ kind: "evaluator", name: "echo", description: "returns one" }]);
+  const names = out.plugins.map((p) => p.name);
+  t.equal(names[0], "@ecomla/core", "core's built-ins come first");
+  t.equal(names[names.length - 1], "good-plugin", "--plugin loads after the installed defaults");
+  t.same(out.plugins.find((p) => p.name === "good-plugin")!.provides, [{ kind: "evaluator", name: "echo", description: "returns one" }]);
+  t.ok(out.plugins.find((p) => p.name === "@ecomla/core")!.provides.some((r) => r.kind === "backend" && r.name === "reference"));
 
   const dir = mkdtempSync(join(tmpdir(), "ecomla-cli-"));
   writeFileSync(join(dir, "pipeline.yaml"), `plugins:\n  - ${JSON.stringify(goodPlugin)}\n`);

@@ -297,8 +297,8 @@ export interface SvdResult {
 export interface BackendCapabilities {
   /** Thin SVD on host data (LAPACK on CPU; a Jacobi fallback in the reference backend). */
   svd?: (a: Float64Array | Float32Array, m: number, n: number) => Promise<SvdResult>;
-  /** Baselines for `ecomla bench`: milliseconds of each of `repetitions` m×n×k sgemm calls made directly on the backend's underlying library (after a warm-up). */
-  benchBaselines?: { gemmMs(m: number, n: number, k: number, repetitions: number): number[] };
+  /** Baselines for `ecomla bench`: `gemmMs` times `repetitions` m×n×k sgemm calls made directly on the backend's own library; `pytorchScript` is the path of a script timing PyTorch eager on the bench shapes. */
+  benchBaselines?: { gemmMs?(m: number, n: number, k: number, repetitions: number): number[]; pytorchScript?: string };
 }
 
 /**

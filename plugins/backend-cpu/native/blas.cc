@@ -1,0 +1,84 @@
+// OpenBLAS sgemm for every GEMM, LAPACK dgesdd for the SVD capability.
+#include "blas.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+extern "C" {
+void dgesdd_(const char* jobz, const int* m, const int* n, double* a, const int* lda, double* s, double* u,
+             const int* ldu, double* vt, const int* ldvt, double* work, const int* lwork, int* iwork, int* info);
+}
+
+namespace ecomla {
+
+void gemm(const GemmParams& p) {
+  if (p.m == 0 || p.n == 0) return;
+  const CBLAS_TRANSPOSE ta = p.transA ? CblasTrans : CblasNoTrans, tb = p.transB ? CblasTrans : CblasNoTrans;
+  for (int64_t i = 0; i < p.batch; i++) {
+    float* c = p.c + i * p.strideC;
+    if (p.beta == 0.f) {
+      // beta = 0 must overwrite C even when it holds NaN; do not rely on the BLAS for that.
+      for (int64_t r = 0; r < p.m; r++) std::memset(c + r * p.ldc, 0, p.n * sizeof(float));
+      if (p.k == 0 || p.alpha == 0.f) continue;
+    } else if (p.k == 0 || p.alpha == 0.f) {
+      for (int64_t r = 0; r < p.m; r++)
+        for (int64_t j = 0; j < p.n; j++) c[r * p.ldc + j] *= p.beta;
+      continue;
+    }
+    cblas_sgemm(CblasRowMajor, ta, tb, (blasint)p.m, (blasint)p.n, (blasint)p.k, p.alpha, p.a + i * p.strideA,
+                (blasint)p.lda, p.b + i * p.strideB, (blasint)p.ldb, p.beta == 0.f ? 0.f : p.beta, c, (blasint)p.ldc);
+  }
+}
+
+int svd(const double* a, int64_t m, int64_t n, std::vector<double>& u, std::vector<double>& s, std::vector<double>& vt) {
+  // LAPACK is column-major: the row-major A is Aᵀ to it. Aᵀ = U'·S·V'ᵀ gives A = V'·S·U'ᵀ, and
+  // LAPACK's V'ᵀ (k × m, col-major) is exactly our U (m × k, row-major); likewise U' is our Vᵀ.
+  const int M = (int)n, N = (int)m, K = (int)std::min(m, n);
+  std::vector<double> work(a, a + m * n);
+  s.assign(K, 0);
+  u.assign((size_t)m * K, 0);
+  vt.assign((size_t)K * n, 0);
+  std::vector<int> iwork(8 * (size_t)K);
+  int info = 0, lwork = -1, ldu = std::max(1, M), ldvt = std::max(1, K), lda = std::max(1, M);
+  double query = 0;
+  dgesdd_("S", &M, &N, work.data(), &lda, s.data(), vt.data(), &ldu, u.data(), &ldvt, &query, &lwork, iwork.data(),
+          &info);
+  if (info != 0) return info;
+  lwork = (int)query;
+  std::vector<double> scratch(std::max(1, lwork));
+  dgesdd_("S", &M, &N, work.data(), &lda, s.data(), vt.data(), &ldu, u.data(), &ldvt, scratch.data(), &lwork,
+          iwork.data(), &info);
+  return info;
+}
+
+std::vector<double> bench_sgemm(int64_t m, int64_t n, int64_t k, int reps) {
+  // Operands are kept between calls (same shape, no re-allocation) so a caller can interleave
+  // single direct calls with backend calls and compare under the same machine load.
+  static std::vector<float> a, b, c;
+  static int64_t shape[3] = {0, 0, 0};
+  if (shape[0] != m || shape[1] != n || shape[2] != k) {
+    a.assign(m * k, 0), b.assign(k * n, 0), c.assign(m * n, 0);
+    for (size_t i = 0; i < a.size(); i++) a[i] = (float)((i * 2654435761u) % 1000) / 1000.f - 0.5f;
+    for (size_t i = 0; i < b.size(); i++) b[i] = (float)((i * 2246822519u) % 1000) / 1000.f - 0.5f;
+    shape[0] = m, shape[1] = n, shape[2] = k;
+  }
+  std::vector<double> ms;
+  for (int r = 0; r < reps; r++) {
+    auto t0 = std::chrono::steady_clock::now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, 1.f, a.data(),
+                (blasint)k, b.data(), (blasint)n, 0.f, c.data(), (blasint)n);
+    auto t1 = std::chrono::steady_clock::now();
+    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  return ms;
+}
+
+void blas_set_threads(int n) { openblas_set_num_threads(n); }
+int blas_threads() { return openblas_get_num_threads(); }
+std::string blas_config() { return openblas_get_config(); }
+
+}  // namespace ecomla
