@@ -9,13 +9,14 @@ import {
   readPipelineConfig,
   registryOf,
   type PipelineConfig,
+  type TensorBackend,
 } from "@ecomla/core";
 
 /**
  * First-party plugins the CLI loads when they are installed next to it. A missing one is skipped
  * (they are optional packages); a plugin named in a config or by --plugin must load or it is an error.
  */
-export const DEFAULT_PLUGINS: readonly string[] = [];
+export const DEFAULT_PLUGINS: readonly string[] = ["@ecomla/backend-cpu", "@ecomla/backend-webgpu"];
 
 /** Options every command accepts. */
 export interface GlobalOptions {
@@ -39,4 +40,10 @@ export async function openPipeline(opts: GlobalOptions, overrides: Partial<Pipel
   const pipeline = await Pipeline.create({ ...config, ...overrides }, { container, baseDir });
   for (const spec of opts.plugin ?? []) await pipeline.load(spec, process.cwd());
   return pipeline;
+}
+
+/** The backend a command runs on: --backend, else the config's, else "cpu" when installed, else "reference". */
+export function resolveBackend(pipeline: Pipeline, name?: string): TensorBackend {
+  const chosen = name ?? pipeline.config.backend ?? (pipeline.registry.has("backend", "cpu") ? "cpu" : "reference");
+  return pipeline.get("backend", chosen);
 }

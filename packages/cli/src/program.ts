@@ -1,6 +1,9 @@
 import { Command } from "commander";
 import { packageVersion } from "@ecomla/core";
 import { pluginsCommand } from "./commands/plugins.js";
+import { benchCommand } from "./commands/bench.js";
+import { logitsCommand } from "./commands/logits.js";
+import { generateCommand } from "./commands/generate.js";
 
 /** The `ecomla` command line, with every subcommand attached. */
 export function buildProgram(): Command {
@@ -12,5 +15,8 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .configureHelp({ sortSubcommands: true });
   pluginsCommand(program);
+  benchCommand(program);
+  logitsCommand(program);
+  generateCommand(program);
   return program;
 }

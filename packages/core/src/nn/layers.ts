@@ -5,6 +5,7 @@ import { keep } from "../tensor/engine.js";
 import { Tensor } from "../tensor/tensor.js";
 import * as ops from "../tensor/ops/index.js";
 import { Module, normalParam } from "./module.js";
+import type { LayerKVCache } from "../models/kv-cache.js";
 
 /** Default init std (HF's initializer_range). */
 const INIT_STD = 0.02;
@@ -13,7 +14,7 @@ const INIT_STD = 0.02;
 export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
-  constructor(backend: TensorBackend, readonly inFeatures: number, readonly outFeatures: number, rng: Rng, options: { bias?: boolean; std?: number } = {}) {
+  constructor(backend: TensorBackend, readonly inFeatures: number, readonly outFeatures: number, rng: Rng | null, options: { bias?: boolean; std?: number } = {}) {
     super(backend);
     this.weight = this.param("weight", normalParam(backend, [outFeatures, inFeatures], rng, options.std ?? INIT_STD));
     this.bias = options.bias ? this.param("bias", Tensor.zeros(backend, [outFeatures])) : null;
@@ -27,7 +28,7 @@ export class Linear extends Module {
 /** Token embedding table (vocab, dim). */
 export class Embedding extends Module {
   readonly weight: Tensor;
-  constructor(backend: TensorBackend, readonly vocabSize: number, readonly dim: number, rng: Rng, options: { std?: number } = {}) {
+  constructor(backend: TensorBackend, readonly vocabSize: number, readonly dim: number, rng: Rng | null, options: { std?: number } = {}) {
     super(backend);
     this.weight = this.param("weight", normalParam(backend, [vocabSize, dim], rng, options.std ?? INIT_STD));
   }
@@ -78,8 +79,8 @@ export class RotaryEmbedding {
     const sin = new Float32Array(maxPositions * half);
     for (let p = 0; p < maxPositions; p++) {
       for (let i = 0; i < half; i++) {
-        // float64 angles, like HF computes freqs in float32 then cos — close enough, and exact for tests.
-        const a = p * inverseFrequencies[i]!;
+        // float32 angles, as transformers computes them (inv_freq ⊗ positions in float32).
+        const a = Math.fround(p * inverseFrequencies[i]!);
         cos[p * half + i] = Math.cos(a);
         sin[p * half + i] = Math.sin(a);
       }
@@ -101,7 +102,7 @@ export class SwiGLUMLP extends Module {
   readonly gate_proj: Linear;
   readonly up_proj: Linear;
   readonly down_proj: Linear;
-  constructor(backend: TensorBackend, hidden: number, intermediate: number, rng: Rng) {
+  constructor(backend: TensorBackend, hidden: number, intermediate: number, rng: Rng | null) {
     super(backend);
     this.gate_proj = this.child("gate_proj", new Linear(backend, hidden, intermediate, rng));
     this.up_proj = this.child("up_proj", new Linear(backend, hidden, intermediate, rng));
@@ -127,7 +128,7 @@ export class CausalSelfAttention extends Module {
   readonly k_proj: Linear;
   readonly v_proj: Linear;
   readonly o_proj: Linear;
-  constructor(backend: TensorBackend, readonly shape: AttentionShape, rng: Rng) {
+  constructor(backend: TensorBackend, readonly shape: AttentionShape, rng: Rng | null) {
     super(backend);
     const { hiddenSize: d, numHeads: h, numKvHeads: kv, headDim: hd } = shape;
     if (h % kv !== 0) throw new ShapeError(`CausalSelfAttention: ${kv} key/value heads do not divide ${h} heads`);
@@ -136,14 +137,24 @@ export class CausalSelfAttention extends Module {
     this.v_proj = this.child("v_proj", new Linear(backend, d, kv * hd, rng));
     this.o_proj = this.child("o_proj", new Linear(backend, h * hd, d, rng));
   }
-  /** x (B, T, hidden) → (B, T, hidden) */
-  forward(x: Tensor, rotary: RotaryEmbedding): Tensor {
+  /**
+   * x (B, T, hidden) → (B, T, hidden). With a cache, the T tokens continue the cached positions
+   * (prefill, then decode one token at a time); without, they are the whole sequence (training).
+   */
+  forward(x: Tensor, rotary: RotaryEmbedding, cache?: LayerKVCache): Tensor {
     const [b, t] = x.shape as [number, number, number];
     const { numHeads: h, numKvHeads: kv, headDim: hd } = this.shape;
-    const q = rotary.forward(ops.reshape(this.q_proj.forward(x), [b, t, h, hd]));
-    const k = rotary.forward(ops.reshape(this.k_proj.forward(x), [b, t, kv, hd]));
+    const pos = cache?.length ?? 0;
+    const q = rotary.forward(ops.reshape(this.q_proj.forward(x), [b, t, h, hd]), pos);
+    const k = rotary.forward(ops.reshape(this.k_proj.forward(x), [b, t, kv, hd]), pos);
     const v = ops.reshape(this.v_proj.forward(x), [b, t, kv, hd]);
-    const ctx = ops.attention(q, k, v, { causal: true });
+    let ctx: Tensor;
+    if (cache) {
+      cache.append(k, v);
+      ctx = ops.attentionCached(q, cache.k, cache.v, cache.length);
+    } else {
+      ctx = ops.attention(q, k, v, { causal: true });
+    }
     return this.o_proj.forward(ops.reshape(ctx, [b, t, h * hd]));
   }
 }
@@ -154,16 +165,16 @@ export class DecoderBlock extends Module {
   readonly self_attn: CausalSelfAttention;
   readonly post_attention_layernorm: RMSNorm;
   readonly mlp: SwiGLUMLP;
-  constructor(backend: TensorBackend, shape: AttentionShape & { intermediateSize: number; rmsNormEps: number }, rng: Rng) {
+  constructor(backend: TensorBackend, shape: AttentionShape & { intermediateSize: number; rmsNormEps: number }, rng: Rng | null) {
     super(backend);
     this.input_layernorm = this.child("input_layernorm", new RMSNorm(backend, shape.hiddenSize, shape.rmsNormEps));
     this.self_attn = this.child("self_attn", new CausalSelfAttention(backend, shape, rng));
     this.post_attention_layernorm = this.child("post_attention_layernorm", new RMSNorm(backend, shape.hiddenSize, shape.rmsNormEps));
     this.mlp = this.child("mlp", new SwiGLUMLP(backend, shape.hiddenSize, shape.intermediateSize, rng));
   }
-  /** x (B, T, hidden) → (B, T, hidden) */
-  forward(x: Tensor, rotary: RotaryEmbedding): Tensor {
-    const h = ops.add(x, this.self_attn.forward(this.input_layernorm.forward(x), rotary));
+  /** x (B, T, hidden) → (B, T, hidden); see {@link CausalSelfAttention.forward} for the cache. */
+  forward(x: Tensor, rotary: RotaryEmbedding, cache?: LayerKVCache): Tensor {
+    const h = ops.add(x, this.self_attn.forward(this.input_layernorm.forward(x), rotary, cache));
     return ops.add(h, this.mlp.forward(this.post_attention_layernorm.forward(h)));
   }
 }

@@ -62,7 +62,11 @@ export abstract class Module {
   }
 }
 
-/** A parameter tensor drawn from N(0, std²). */
-export function normalParam(backend: TensorBackend, shape: readonly number[], rng: Rng, std: number): Tensor {
+/**
+ * A parameter tensor drawn from N(0, std²); uninitialised when rng is null (weights about to be
+ * loaded from a checkpoint, where drawing billions of samples would be wasted time).
+ */
+export function normalParam(backend: TensorBackend, shape: readonly number[], rng: Rng | null, std: number): Tensor {
+  if (!rng) return Tensor.empty(backend, shape);
   return Tensor.from(backend, rng.normalArray(shape.reduce((a, b) => a * b, 1), 0, std), shape);
 }
