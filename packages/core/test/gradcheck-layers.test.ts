@@ -9,6 +9,7 @@ import {
   Rng,
   RotaryEmbedding,
   SwiGLUMLP,
+  MultiHeadLatentAttention,
   Tensor,
   ropeInverseFrequencies,
   type Module,
@@ -62,16 +63,25 @@ function check(name: string, layer: Module, input: Tensor | null, f: () => Tenso
 {
   const shape = { hiddenSize: 8, numHeads: 4, numKvHeads: 2, headDim: 4 };
   const rotary = new RotaryEmbedding(f64, 4, 16, ropeInverseFrequencies(4, 10000));
-  const layer = new CausalSelfAttention(f64, shape, new Rng(5));
+  const layer = new CausalSelfAttention(f64, shape, new Rng(5), rotary);
   for (const p of layer.parameters()) f64.writeF64(p.buffer, Array.from(rng.normalArray(p.size, 0, 0.4)));
   const x = randn(rng, [2, 5, 8]);
-  check("CausalSelfAttention (GQA 4:2)", layer, x, () => layer.forward(x, rotary));
+  check("CausalSelfAttention (GQA 4:2)", layer, x, () => layer.forward(x));
 }
 {
-  const shape = { hiddenSize: 8, numHeads: 2, numKvHeads: 1, headDim: 4, intermediateSize: 12, rmsNormEps: 1e-5 };
+  const shape = { hiddenSize: 8, numHeads: 2, numKvHeads: 1, headDim: 4 };
   const rotary = new RotaryEmbedding(f64, 4, 16, ropeInverseFrequencies(4, 500));
-  const layer = new DecoderBlock(f64, shape, new Rng(6));
+  const layer = new DecoderBlock(f64, { hiddenSize: 8, intermediateSize: 12, rmsNormEps: 1e-5 }, new Rng(6), new CausalSelfAttention(f64, shape, new Rng(7), rotary));
   for (const p of layer.parameters()) if (p.shape.length === 2) f64.writeF64(p.buffer, Array.from(rng.normalArray(p.size, 0, 0.4)));
   const x = randn(rng, [1, 4, 8]);
-  check("DecoderBlock (Llama pre-norm, GQA 2:1)", layer, x, () => layer.forward(x, rotary));
+  check("DecoderBlock (Llama pre-norm, GQA 2:1)", layer, x, () => layer.forward(x));
+}
+{
+  // MLA (X-EcoMLA layout): q_a/q_b, kv_a (c_kv ‖ shared k_pe), kv_b, out_proj; RoPE on d_rope only, interleaved.
+  const rotary = new RotaryEmbedding(f64, 4, 16, ropeInverseFrequencies(4, 1000), { layout: "interleaved", scale: 1.2 });
+  const shape = { hiddenSize: 8, numHeads: 2, qLoraRank: 6, kvLoraRank: 5, qkNopeHeadDim: 3, qkRopeHeadDim: 4, vHeadDim: 4, useLoraLayerNorm: true, softmaxScale: 0.4 };
+  const layer = new MultiHeadLatentAttention(f64, shape, new Rng(8), rotary);
+  for (const p of layer.parameters()) if (p.shape.length === 2) f64.writeF64(p.buffer, Array.from(rng.normalArray(p.size, 0, 0.4)));
+  const x = randn(rng, [2, 4, 8]);
+  check("MultiHeadLatentAttention (latent norms on)", layer, x, () => layer.forward(x));
 }

@@ -3,9 +3,10 @@ import type { TensorBackend } from "../interfaces/backend.js";
 import { keep } from "../tensor/engine.js";
 import { Tensor } from "../tensor/tensor.js";
 import { stridesOf } from "../tensor/ops/common.js";
+import type { LayerCache } from "../nn/layers.js";
 
 /** One attention layer's cache: keys (B, M, Hkv, Dk) and values (B, M, Hkv, Dv), filled up to `length`. */
-export class LayerKVCache {
+export class LayerKVCache implements LayerCache {
   /** Positions filled. */
   length = 0;
   readonly k: Tensor;
@@ -45,9 +46,9 @@ export class LayerKVCache {
   }
 }
 
-/** A whole model's cache: one {@link LayerKVCache} per layer. */
+/** A whole model's cache: one entry per layer (key/value or latent). */
 export class KVCache {
-  constructor(readonly layers: LayerKVCache[]) {}
+  constructor(readonly layers: LayerCache[]) {}
   /** Positions filled (equal in every layer after each model step). */
   get length(): number {
     return this.layers[0]?.length ?? 0;

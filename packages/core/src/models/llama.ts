@@ -1,33 +1,50 @@
 import { ShapeError } from "../errors.js";
 import type { TensorBackend } from "../interfaces/backend.js";
 import type { LanguageModel } from "../interfaces/model.js";
-import { DecoderBlock, Embedding, Linear, RMSNorm, RotaryEmbedding } from "../nn/layers.js";
+import { CausalSelfAttention, DecoderBlock, Embedding, Linear, RMSNorm, RotaryEmbedding, type AttentionLayer } from "../nn/layers.js";
 import { Module } from "../nn/module.js";
 import type { Rng } from "../random.js";
 import { noGrad } from "../tensor/engine.js";
 import * as ops from "../tensor/ops/index.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { LlamaConfig } from "./config.js";
-import { KVCache, LayerKVCache } from "./kv-cache.js";
+import { KVCache } from "./kv-cache.js";
 import { ropeFrequencies } from "./rope.js";
 import { loadWeights, type WeightSource, type LoadOptions } from "./weights.js";
+import { MultiHeadLatentAttention } from "./mla.js";
+import { mlaSoftmaxScale, ranksOf, type MlaConfig } from "./mla-config.js";
+
+/** Builds layer i's attention (and names it) — how hybrids put MLA in some layers. */
+export type AttentionFactory = (layerIndex: number, rng: Rng | null) => { attention: AttentionLayer; name: string } | null;
 
 /** The decoder stack under HF's `model.` prefix: embed_tokens, layers.{i}, norm. */
 export class LlamaModel extends Module {
   readonly embed_tokens: Embedding;
   readonly layers: DecoderBlock[];
   readonly norm: RMSNorm;
-  constructor(backend: TensorBackend, config: LlamaConfig, rng: Rng | null) {
+  constructor(backend: TensorBackend, config: LlamaConfig, rng: Rng | null, rotary: RotaryEmbedding, attentionFor?: AttentionFactory) {
     super(backend);
     this.embed_tokens = this.child("embed_tokens", new Embedding(backend, config.vocabSize, config.hiddenSize, rng));
-    this.layers = Array.from({ length: config.numHiddenLayers }, (_, i) =>
-      this.child(`layers.${i}`, new DecoderBlock(backend, {
-        hiddenSize: config.hiddenSize, numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads,
-        headDim: config.headDim, intermediateSize: config.intermediateSize, rmsNormEps: config.rmsNormEps,
-      }, rng)),
-    );
+    const shape = { hiddenSize: config.hiddenSize, numHeads: config.numAttentionHeads, numKvHeads: config.numKeyValueHeads, headDim: config.headDim };
+    this.layers = Array.from({ length: config.numHiddenLayers }, (_, i) => {
+      const chosen = attentionFor?.(i, rng) ?? { attention: new CausalSelfAttention(backend, shape, rng, rotary), name: "self_attn" };
+      const block = new DecoderBlock(backend, { hiddenSize: config.hiddenSize, intermediateSize: config.intermediateSize, rmsNormEps: config.rmsNormEps }, rng, chosen.attention, chosen.name);
+      return this.child(`layers.${i}`, block);
+    });
     this.norm = this.child("norm", new RMSNorm(backend, config.hiddenSize, config.rmsNormEps));
   }
+}
+
+/** Options of {@link LlamaForCausalLM}. */
+export interface LlamaOptions {
+  /** Rows of the RoPE tables (default: max_position_embeddings). */
+  maxPositions?: number;
+  /** MLA layers (X-EcoMLA hybrids): those layers get {@link MultiHeadLatentAttention} under `mla.`. */
+  mla?: MlaConfig | null;
+  /** Per-layer attention choice beyond MLA; Llama GQA attention where it returns null. */
+  attentionFor?: AttentionFactory;
+  /** Debug: no rotation at all (every RoPE frequency 0), to check conversions exactly. */
+  disableRope?: boolean;
 }
 
 /**
@@ -40,18 +57,42 @@ export class LlamaForCausalLM extends Module implements LanguageModel {
   /** Null when the head is tied to the embeddings. */
   readonly lm_head: Linear | null;
   readonly rotary: RotaryEmbedding;
+  /** RoPE of the MLA layers (d_rope, interleaved, YaRN when the base had rope_scaling), if any. */
+  readonly mlaRotary: RotaryEmbedding | null;
+  readonly mla: MlaConfig | null;
 
-  constructor(backend: TensorBackend, readonly config: LlamaConfig, rng: Rng | null, options: { maxPositions?: number } = {}) {
+  constructor(backend: TensorBackend, readonly config: LlamaConfig, rng: Rng | null, options: LlamaOptions = {}) {
     super(backend);
-    this.model = this.child("model", new LlamaModel(backend, config, rng));
-    this.lm_head = config.tieWordEmbeddings ? null : this.child("lm_head", new Linear(backend, config.hiddenSize, config.vocabSize, rng));
-    const { inverseFrequencies, attentionFactor } = ropeFrequencies(config.headDim, config.ropeTheta, config.ropeScaling);
+    const frequencies = (dim: number, scaling: LlamaConfig["ropeScaling"]) =>
+      options.disableRope ? { inverseFrequencies: new Float64Array(dim / 2), attentionFactor: 1 } : ropeFrequencies(dim, config.ropeTheta, scaling);
+    const { inverseFrequencies, attentionFactor } = frequencies(config.headDim, config.ropeScaling);
     const positions = options.maxPositions ?? config.maxPositionEmbeddings;
     this.rotary = new RotaryEmbedding(backend, config.headDim, positions, inverseFrequencies, { layout: "half", scale: attentionFactor });
+    const mla = (this.mla = options.mla ?? null);
+    let mlaRotary: RotaryEmbedding | null = null;
+    if (mla && mla.mlaLayers.length) {
+      const f = frequencies(mla.qkRopeHeadDim, mla.ropeScaling);
+      mlaRotary = new RotaryEmbedding(backend, mla.qkRopeHeadDim, positions, f.inverseFrequencies, { layout: "interleaved", scale: f.attentionFactor });
+    }
+    this.mlaRotary = mlaRotary;
+    const attentionFor: AttentionFactory = (i, layerRng) => {
+      if (mla && mlaRotary && mla.mlaLayers.includes(i)) {
+        const ranks = ranksOf(mla, i);
+        const shape = {
+          hiddenSize: config.hiddenSize, numHeads: config.numAttentionHeads, qLoraRank: ranks.qRank, kvLoraRank: ranks.kvRank,
+          qkNopeHeadDim: mla.qkNopeHeadDim, qkRopeHeadDim: mla.qkRopeHeadDim, vHeadDim: mla.vHeadDim,
+          useLoraLayerNorm: mla.useLoraLayerNorm, softmaxScale: mlaSoftmaxScale(mla),
+        };
+        return { attention: new MultiHeadLatentAttention(backend, shape, layerRng, mlaRotary), name: "mla" };
+      }
+      return options.attentionFor?.(i, layerRng) ?? null;
+    };
+    this.model = this.child("model", new LlamaModel(backend, config, rng, this.rotary, attentionFor));
+    this.lm_head = config.tieWordEmbeddings ? null : this.child("lm_head", new Linear(backend, config.hiddenSize, config.vocabSize, rng));
   }
 
   /** Build a model and load its weights from a checkpoint (HF names). */
-  static async fromWeights(backend: TensorBackend, config: LlamaConfig, source: WeightSource, options: LoadOptions & { maxPositions?: number } = {}): Promise<LlamaForCausalLM> {
+  static async fromWeights(backend: TensorBackend, config: LlamaConfig, source: WeightSource, options: LoadOptions & LlamaOptions = {}): Promise<LlamaForCausalLM> {
     const model = new LlamaForCausalLM(backend, config, null, options);
     try {
       await loadWeights(model, source, options);
@@ -81,7 +122,7 @@ export class LlamaForCausalLM extends Module implements LanguageModel {
     if (ids.rank !== 2) throw new ShapeError(`LlamaForCausalLM: ids must be (batch, tokens), found [${ids.shape.join(", ")}]`);
     let h = this.model.embed_tokens.forward(ids);
     this.model.layers.forEach((layer, i) => {
-      h = layer.forward(h, this.rotary, cache?.layers[i]);
+      h = layer.forward(h, cache?.layers[i]);
     });
     return this.model.norm.forward(h);
   }
@@ -98,15 +139,14 @@ export class LlamaForCausalLM extends Module implements LanguageModel {
     });
   }
 
-  /** An empty cache for `batch` sequences of up to maxLength positions. */
+  /** An empty cache for `batch` sequences of up to maxLength positions (one entry per layer, of its kind). */
   createCache(batch: number, maxLength: number): KVCache {
-    const c = this.config;
-    return new KVCache(Array.from({ length: c.numHiddenLayers }, () => new LayerKVCache(this.backend, batch, maxLength, c.numKeyValueHeads, c.headDim, c.headDim)));
+    return new KVCache(this.model.layers.map((l) => l.attention.createCache(batch, maxLength)));
   }
 
-  /** Elements cached per token over all layers: 2·n_kv·d_h per layer. */
+  /** Elements cached per token over all layers (2·n_kv·d_h per GQA layer, r_kv + d_rope per MLA layer). */
   kvCacheElementsPerToken(): number {
-    return this.config.numHiddenLayers * 2 * this.config.numKeyValueHeads * this.config.headDim;
+    return this.model.layers.reduce((n, l) => n + l.attention.cachedElementsPerToken(), 0);
   }
 
   /** Bytes of KV cache per token at 16-bit storage (as HF serves bf16 models). */
@@ -117,5 +157,6 @@ export class LlamaForCausalLM extends Module implements LanguageModel {
   override dispose(): void {
     super.dispose();
     this.rotary.dispose();
+    this.mlaRotary?.dispose();
   }
 }

@@ -9,5 +9,8 @@ export {
   CausalSelfAttention,
   DecoderBlock,
   type AttentionShape,
+  type AttentionLayer,
+  type LayerCache,
+  type BlockShape,
 } from "./layers.js";
 export { AdamW, type AdamWOptions } from "./optim.js";

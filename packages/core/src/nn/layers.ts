@@ -5,7 +5,7 @@ import { keep } from "../tensor/engine.js";
 import { Tensor } from "../tensor/tensor.js";
 import * as ops from "../tensor/ops/index.js";
 import { Module, normalParam } from "./module.js";
-import type { LayerKVCache } from "../models/kv-cache.js";
+import { LayerKVCache } from "../models/kv-cache.js";
 
 /** Default init std (HF's initializer_range). */
 const INIT_STD = 0.02;
@@ -122,13 +122,35 @@ export interface AttentionShape {
   headDim: number;
 }
 
+/** A model-level cache entry for one layer (keys/values, or MLA's latent). */
+export interface LayerCache {
+  /** Positions filled. */
+  length: number;
+  /** Bytes held. */
+  readonly bytes: number;
+  dispose(): void;
+}
+
+/**
+ * The attention of a decoder block: Llama's GQA attention and MLA both implement it, so a model
+ * can choose per layer (hybrids).
+ */
+export interface AttentionLayer extends Module {
+  /** x (B, T, hidden) → (B, T, hidden); with a cache the T tokens continue the cached positions. */
+  forward(x: Tensor, cache?: LayerCache): Tensor;
+  /** An empty cache for `batch` sequences of up to maxLength positions. */
+  createCache(batch: number, maxLength: number): LayerCache;
+  /** Elements cached per token (K and V, or MLA's c_kv ‖ k_pe). */
+  cachedElementsPerToken(): number;
+}
+
 /** Causal self-attention with grouped-query heads and RoPE (HF Llama layout and names). */
-export class CausalSelfAttention extends Module {
+export class CausalSelfAttention extends Module implements AttentionLayer {
   readonly q_proj: Linear;
   readonly k_proj: Linear;
   readonly v_proj: Linear;
   readonly o_proj: Linear;
-  constructor(backend: TensorBackend, readonly shape: AttentionShape, rng: Rng | null) {
+  constructor(backend: TensorBackend, readonly shape: AttentionShape, rng: Rng | null, readonly rotary: RotaryEmbedding) {
     super(backend);
     const { hiddenSize: d, numHeads: h, numKvHeads: kv, headDim: hd } = shape;
     if (h % kv !== 0) throw new ShapeError(`CausalSelfAttention: ${kv} key/value heads do not divide ${h} heads`);
@@ -141,15 +163,16 @@ export class CausalSelfAttention extends Module {
    * x (B, T, hidden) → (B, T, hidden). With a cache, the T tokens continue the cached positions
    * (prefill, then decode one token at a time); without, they are the whole sequence (training).
    */
-  forward(x: Tensor, rotary: RotaryEmbedding, cache?: LayerKVCache): Tensor {
+  forward(x: Tensor, cache?: LayerCache): Tensor {
     const [b, t] = x.shape as [number, number, number];
     const { numHeads: h, numKvHeads: kv, headDim: hd } = this.shape;
     const pos = cache?.length ?? 0;
-    const q = rotary.forward(ops.reshape(this.q_proj.forward(x), [b, t, h, hd]), pos);
-    const k = rotary.forward(ops.reshape(this.k_proj.forward(x), [b, t, kv, hd]), pos);
+    const q = this.rotary.forward(ops.reshape(this.q_proj.forward(x), [b, t, h, hd]), pos);
+    const k = this.rotary.forward(ops.reshape(this.k_proj.forward(x), [b, t, kv, hd]), pos);
     const v = ops.reshape(this.v_proj.forward(x), [b, t, kv, hd]);
     let ctx: Tensor;
     if (cache) {
+      if (!(cache instanceof LayerKVCache)) throw new ShapeError("CausalSelfAttention: needs a key/value cache (LayerKVCache)");
       cache.append(k, v);
       ctx = ops.attentionCached(q, cache.k, cache.v, cache.length);
     } else {
@@ -157,24 +180,42 @@ export class CausalSelfAttention extends Module {
     }
     return this.o_proj.forward(ops.reshape(ctx, [b, t, h * hd]));
   }
+  createCache(batch: number, maxLength: number): LayerKVCache {
+    const { numKvHeads: kv, headDim: hd } = this.shape;
+    return new LayerKVCache(this.backend, batch, maxLength, kv, hd, hd);
+  }
+  cachedElementsPerToken(): number {
+    return 2 * this.shape.numKvHeads * this.shape.headDim;
+  }
 }
 
-/** A pre-norm Llama decoder block: x + attn(norm(x)), then + mlp(norm(·)). */
+/** Sizes of a decoder block around its attention. */
+export interface BlockShape {
+  hiddenSize: number;
+  intermediateSize: number;
+  rmsNormEps: number;
+}
+
+/**
+ * A pre-norm Llama decoder block: x + attn(norm(x)), then + mlp(norm(·)). The attention is given
+ * (GQA or MLA) and registered under `attentionName` ("self_attn" in HF Llama, "mla" in the seed's
+ * X-EcoMLA checkpoints).
+ */
 export class DecoderBlock extends Module {
   readonly input_layernorm: RMSNorm;
-  readonly self_attn: CausalSelfAttention;
   readonly post_attention_layernorm: RMSNorm;
   readonly mlp: SwiGLUMLP;
-  constructor(backend: TensorBackend, shape: AttentionShape & { intermediateSize: number; rmsNormEps: number }, rng: Rng | null) {
+  readonly attention: AttentionLayer;
+  constructor(backend: TensorBackend, shape: BlockShape, rng: Rng | null, attention: AttentionLayer, attentionName = "self_attn") {
     super(backend);
     this.input_layernorm = this.child("input_layernorm", new RMSNorm(backend, shape.hiddenSize, shape.rmsNormEps));
-    this.self_attn = this.child("self_attn", new CausalSelfAttention(backend, shape, rng));
+    this.attention = this.child(attentionName, attention);
     this.post_attention_layernorm = this.child("post_attention_layernorm", new RMSNorm(backend, shape.hiddenSize, shape.rmsNormEps));
     this.mlp = this.child("mlp", new SwiGLUMLP(backend, shape.hiddenSize, shape.intermediateSize, rng));
   }
-  /** x (B, T, hidden) → (B, T, hidden); see {@link CausalSelfAttention.forward} for the cache. */
-  forward(x: Tensor, rotary: RotaryEmbedding, cache?: LayerKVCache): Tensor {
-    const h = ops.add(x, this.self_attn.forward(this.input_layernorm.forward(x), rotary, cache));
+  /** x (B, T, hidden) → (B, T, hidden); see {@link AttentionLayer.forward} for the cache. */
+  forward(x: Tensor, cache?: LayerCache): Tensor {
+    const h = ops.add(x, this.attention.forward(this.input_layernorm.forward(x), cache));
     return ops.add(h, this.mlp.forward(this.post_attention_layernorm.forward(h)));
   }
 }

@@ -1,5 +1,6 @@
 // A 2-layer Llama-style language model built from core's layers, for training tests.
 import {
+  CausalSelfAttention,
   DecoderBlock,
   Embedding,
   Linear,
@@ -33,20 +34,19 @@ export class TinyLM extends Module {
     super(backend);
     const rng = new Rng(seed);
     this.embed = this.child("embed_tokens", new Embedding(backend, cfg.vocab, cfg.hidden, rng, { std: 0.5 }));
+    this.rotary = new RotaryEmbedding(backend, cfg.headDim, cfg.maxPositions, ropeInverseFrequencies(cfg.headDim, 10000));
+    const shape = { hiddenSize: cfg.hidden, numHeads: cfg.heads, numKvHeads: cfg.kvHeads, headDim: cfg.headDim };
     this.blocks = Array.from({ length: cfg.layers }, (_, i) =>
-      this.child(`layers.${i}`, new DecoderBlock(backend, {
-        hiddenSize: cfg.hidden, numHeads: cfg.heads, numKvHeads: cfg.kvHeads, headDim: cfg.headDim,
-        intermediateSize: cfg.intermediate, rmsNormEps: 1e-5,
-      }, rng)),
+      this.child(`layers.${i}`, new DecoderBlock(backend, { hiddenSize: cfg.hidden, intermediateSize: cfg.intermediate, rmsNormEps: 1e-5 }, rng,
+        new CausalSelfAttention(backend, shape, rng, this.rotary))),
     );
     this.norm = this.child("norm", new RMSNorm(backend, cfg.hidden, 1e-5));
     this.head = this.child("lm_head", new Linear(backend, cfg.hidden, cfg.vocab, rng));
-    this.rotary = new RotaryEmbedding(backend, cfg.headDim, cfg.maxPositions, ropeInverseFrequencies(cfg.headDim, 10000));
   }
   /** ids (B, T) i32 → logits (B, T, V) */
   forward(ids: Tensor): Tensor {
     let h = this.embed.forward(ids);
-    for (const b of this.blocks) h = b.forward(h, this.rotary);
+    for (const b of this.blocks) h = b.forward(h);
     return this.head.forward(this.norm.forward(h));
   }
   override dispose(): void {

@@ -254,17 +254,20 @@ export function klDiv(logits: Tensor, teacher: KlTeacher, options: FusedLossOpti
 
 /**
  * Inference attention over a key/value cache: q (B, T, Hq, Dqk) against the first `keyLen`
- * positions of kCache (B, M, Hkv, Dqk) and vCache (B, M, Hkv, Dv), the queries being the last T
- * of those positions (causal). Reads the cache in place through strided views. Not differentiable.
+ * positions of kCache (B, M, Hkv, Dqk) and vCache (B, M, Hkv, Dc), the queries being the last T
+ * of those positions (causal). Values are the first `valueDim` (default Dc) elements of each vCache
+ * row, so MLA's latent cache can serve as both keys ([c_kv ‖ k_pe]) and values (c_kv). Reads the
+ * caches in place through strided views. Not differentiable.
  */
-export function attentionCached(q: Tensor, kCache: Tensor, vCache: Tensor, keyLen: number, options: { scale?: number } = {}): Tensor {
+export function attentionCached(q: Tensor, kCache: Tensor, vCache: Tensor, keyLen: number, options: { scale?: number; valueDim?: number } = {}): Tensor {
   const be = backendOf("attentionCached", q, kCache, vCache);
   expectRank("attentionCached", "q", q, 4);
   const [batch, queryLen, numHeads, qkDim] = q.shape as [number, number, number, number];
   const [, maxLen, numKvHeads, kd] = kCache.shape as [number, number, number, number];
-  const vDim = vCache.shape[3]!;
-  if (kd !== qkDim || kCache.shape[0] !== batch || vCache.shape[0] !== batch || vCache.shape[1] !== maxLen || vCache.shape[2] !== numKvHeads) {
-    throw new ShapeError(`attentionCached: q ${fmt(q.shape)} does not fit caches k ${fmt(kCache.shape)} / v ${fmt(vCache.shape)}`);
+  const vRow = vCache.shape[3]!;
+  const vDim = options.valueDim ?? vRow;
+  if (kd !== qkDim || kCache.shape[0] !== batch || vCache.shape[0] !== batch || vCache.shape[1] !== maxLen || vCache.shape[2] !== numKvHeads || vDim > vRow) {
+    throw new ShapeError(`attentionCached: q ${fmt(q.shape)} does not fit caches k ${fmt(kCache.shape)} / v ${fmt(vCache.shape)} (value dim ${vDim})`);
   }
   if (keyLen < queryLen || keyLen > maxLen) throw new ShapeError(`attentionCached: ${keyLen} cached keys for ${queryLen} queries (cache holds ${maxLen})`);
   const out = Tensor.empty(be, [batch, queryLen, numHeads, vDim]);
@@ -273,7 +276,7 @@ export function attentionCached(q: Tensor, kCache: Tensor, vCache: Tensor, keyLe
     scale: options.scale ?? 1 / Math.sqrt(qkDim), causal: true,
     q: { buf: q.buffer },
     k: { buf: kCache.buffer, strides: [maxLen * numKvHeads * qkDim, numKvHeads * qkDim, qkDim] },
-    v: { buf: vCache.buffer, strides: [maxLen * numKvHeads * vDim, numKvHeads * vDim, vDim] },
+    v: { buf: vCache.buffer, strides: [maxLen * numKvHeads * vRow, numKvHeads * vRow, vRow] },
     out: out.buffer,
   });
   return out;

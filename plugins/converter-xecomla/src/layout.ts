@@ -1,0 +1,65 @@
+// What every MLA converter shares: option checks and the seed's per-head row layout.
+import { EcomlaError, type AttentionLayerConfig, type AttentionLayerWeights, type MlaConversionOptions } from "@ecomla/core";
+import { f64, rows } from "./linalg.js";
+
+/** Options after validation, with the layer's sizes. */
+export interface MlaLayout {
+  d: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  nope: number;
+  rope: number;
+  vDim: number;
+  divisor: number;
+}
+
+/** Validate the options against the layer (errors name the option, expected and found). */
+export function mlaLayout(config: AttentionLayerConfig, options: MlaConversionOptions, converter: string): MlaLayout {
+  const { hiddenSize: d, numHeads: heads, numKvHeads: kvHeads, headDim } = config;
+  const { qkNopeHeadDim: nope, qkRopeHeadDim: rope, vHeadDim: vDim } = options;
+  const divisor = options.rankDivisor ?? 8;
+  const where = `${converter} (layer ${config.layerIndex})`;
+  if (!Number.isInteger(divisor) || divisor < 1) throw new EcomlaError(`${where}: rank divisor must be a positive integer, found ${divisor}`);
+  if (!Number.isInteger(rope) || rope < 0 || rope % 2 !== 0) throw new EcomlaError(`${where}: qk_rope_head_dim must be an even integer ≥ 0, found ${rope}`);
+  if (!Number.isInteger(nope) || nope < 0) throw new EcomlaError(`${where}: qk_nope_head_dim must be an integer ≥ 0, found ${nope}`);
+  if (nope + rope > headDim) throw new EcomlaError(`${where}: qk_nope_head_dim + qk_rope_head_dim = ${nope + rope} exceeds the head dim ${headDim}`);
+  if (vDim !== headDim) throw new EcomlaError(`${where}: v_head_dim must equal the head dim ${headDim} (o_proj is kept), found ${vDim}`);
+  if (heads % kvHeads !== 0) throw new EcomlaError(`${where}: ${kvHeads} key/value heads do not divide ${heads} heads`);
+  return { d, heads, kvHeads, headDim, nope, rope, vDim, divisor };
+}
+
+/**
+ * The seed's key/value stack: W_k and W_v repeat-interleaved from n_kv to n_h heads and stacked
+ * [K; V] ((2·n_h·d_h) × d), plus W_k averaged over its n_kv heads (d_h × d).
+ */
+export function kvStack(weights: AttentionLayerWeights, l: MlaLayout): { stack: Float64Array; kAvg: Float64Array } {
+  const k = f64(weights.k_proj);
+  const v = f64(weights.v_proj);
+  const { d, heads, kvHeads, headDim } = l;
+  const group = heads / kvHeads;
+  const block = headDim * d;
+  const stack = new Float64Array(2 * heads * block);
+  for (let h = 0; h < heads; h++) {
+    const src = Math.floor(h / group);
+    stack.set(k.subarray(src * block, (src + 1) * block), h * block);
+    stack.set(v.subarray(src * block, (src + 1) * block), (heads + h) * block);
+  }
+  const kAvg = new Float64Array(block);
+  for (let g = 0; g < kvHeads; g++) for (let i = 0; i < block; i++) kAvg[i]! += k[g * block + i]! / kvHeads;
+  return { stack, kAvg };
+}
+
+/** Per head, rows [start, start+count) of a (heads·headDim) × n matrix, stacked head by head. */
+export function headRows(a: Float64Array, heads: number, headDim: number, n: number, parts: [number, number][]): Float64Array {
+  const per = parts.reduce((s, [, c]) => s + c, 0);
+  const out = new Float64Array(heads * per * n);
+  let at = 0;
+  for (let h = 0; h < heads; h++) {
+    for (const [start, count] of parts) {
+      out.set(rows(a, n, h * headDim + start, count), at);
+      at += count * n;
+    }
+  }
+  return out;
+}

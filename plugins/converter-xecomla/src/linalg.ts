@@ -1,0 +1,87 @@
+// Host-side helpers of the converters: SVD through the backend's capability (LAPACK on CPU) with
+// core's Jacobi SVD as the fallback, rank rules, and row-major matrix slicing in float64.
+import { EcomlaError, jacobiSvd, type ConversionContext, type HostTensor, type SvdResult } from "@ecomla/core";
+
+/** Thin SVD of an m×n row-major matrix, via the backend when it offers one. */
+export async function svd(a: Float64Array, m: number, n: number, context: ConversionContext): Promise<SvdResult> {
+  return context.capabilities.svd ? context.capabilities.svd(a, m, n) : jacobiSvd(a, m, n);
+}
+
+/** r rounded up to a multiple of divisor. */
+export function roundUp(r: number, divisor: number): number {
+  return Math.ceil(r / divisor) * divisor;
+}
+
+/**
+ * The seed's dynamic rank: the number of singular values whose cumulative energy Σσ² (normalised)
+ * stays ≤ δ, at least 1, rounded up to the divisor.
+ */
+export function energyRank(s: Float64Array, energy: number, divisor: number): number {
+  if (!(energy > 0 && energy <= 1)) throw new EcomlaError(`energy ratio must be in (0, 1], found ${energy}`);
+  let total = 0;
+  for (const v of s) total += v * v;
+  let cum = 0;
+  let rank = 0;
+  for (const v of s) {
+    cum += v * v;
+    if (cum / total <= energy) rank++;
+  }
+  return roundUp(Math.max(1, rank), divisor);
+}
+
+/** Fraction of Σσ² kept by the first r singular values. */
+export function energyKept(s: Float64Array, r: number): number {
+  let total = 0;
+  let kept = 0;
+  s.forEach((v, i) => {
+    total += v * v;
+    if (i < r) kept += v * v;
+  });
+  return total > 0 ? kept / total : 1;
+}
+
+/** A HostTensor's data widened to float64. */
+export function f64(t: HostTensor): Float64Array {
+  return Float64Array.from(t.data);
+}
+
+/** Rows [r0, r0+count) of an m×n row-major matrix. */
+export function rows(a: Float64Array, n: number, r0: number, count: number): Float64Array {
+  return a.slice(r0 * n, (r0 + count) * n);
+}
+
+/** diag(s[:r]) · vt[:r] — the seed's down projection (Σ folded in). vt (k, n). */
+export function sigmaVt(s: Float64Array, vt: Float64Array, n: number, r: number): Float64Array {
+  const out = new Float64Array(r * n);
+  for (let i = 0; i < r; i++) for (let j = 0; j < n; j++) out[i * n + j] = s[i]! * vt[i * n + j]!;
+  return out;
+}
+
+/** Columns [0, r) of u (m, k). */
+export function leftColumns(u: Float64Array, m: number, k: number, r: number): Float64Array {
+  const out = new Float64Array(m * r);
+  for (let i = 0; i < m; i++) for (let j = 0; j < r; j++) out[i * r + j] = u[i * k + j]!;
+  return out;
+}
+
+/** Stack row blocks of width n. */
+export function vstack(blocks: Float64Array[]): Float64Array {
+  const out = new Float64Array(blocks.reduce((s, b) => s + b.length, 0));
+  let at = 0;
+  for (const b of blocks) {
+    out.set(b, at);
+    at += b.length;
+  }
+  return out;
+}
+
+/** A HostTensor (float32) from float64 rows. */
+export function host(data: Float64Array, shape: number[]): HostTensor {
+  return { shape, data: Float32Array.from(data) };
+}
+
+/** Check a rank against the bound min(m, n) of a matrix, naming it. */
+export function checkRank(what: string, rank: number, m: number, n: number): void {
+  if (!Number.isInteger(rank) || rank < 0) throw new EcomlaError(`${what}: rank must be a non-negative integer, found ${rank}`);
+  if (rank > Math.min(m, n)) throw new EcomlaError(`${what}: rank ${rank} exceeds min(${m}, ${n}) = ${Math.min(m, n)}, the most an SVD of this matrix gives`);
+}
