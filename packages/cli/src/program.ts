@@ -4,6 +4,9 @@ import { pluginsCommand } from "./commands/plugins.js";
 import { benchCommand } from "./commands/bench.js";
 import { logitsCommand } from "./commands/logits.js";
 import { generateCommand } from "./commands/generate.js";
+import { convertCommand } from "./commands/convert.js";
+import { kvReportCommand } from "./commands/kv-report.js";
+import { evalCommand } from "./commands/eval.js";
 
 /** The `ecomla` command line, with every subcommand attached. */
 export function buildProgram(): Command {
@@ -18,5 +21,8 @@ export function buildProgram(): Command {
   benchCommand(program);
   logitsCommand(program);
   generateCommand(program);
+  convertCommand(program);
+  kvReportCommand(program);
+  evalCommand(program);
   return program;
 }
