@@ -5,6 +5,7 @@ import type { DependencyContainer } from "tsyringe";
 import { container as rootContainer } from "./di.js";
 import { ConfigError } from "./errors.js";
 import { loadPlugin, registryOf, type Kind, type KindMap, type PluginRegistry } from "./plugin.js";
+import type { TensorBackend } from "./interfaces/backend.js";
 
 /**
  * A pipeline config: which plugin packages to load and which named implementations to use.
@@ -91,6 +92,13 @@ export class Pipeline {
   static async fromFile(path: string, options: { container?: DependencyContainer } = {}): Promise<Pipeline> {
     const { config, baseDir } = readPipelineConfig(path);
     return Pipeline.create(config, { ...options, baseDir });
+  }
+
+  /** The backend named `name` (default: the config's `backend`), created if it is lazy. */
+  async backend(name?: string): Promise<TensorBackend> {
+    const chosen = name ?? this.config.backend;
+    if (chosen === undefined) throw new ConfigError(`config: no "backend" chosen; registered: ${this.registry.names("backend").join(", ") || "(none)"}`);
+    return this.registry.backend(chosen);
   }
 
   /** The implementation of `kind` named `name`, or by default the one the config names under the kind's key. */

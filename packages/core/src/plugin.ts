@@ -5,7 +5,7 @@ import { pathToFileURL } from "node:url";
 import type { DependencyContainer, InjectionToken } from "tsyringe";
 import { Lifecycle } from "tsyringe";
 import { TOKENS } from "./di.js";
-import type { TensorBackend } from "./interfaces/backend.js";
+import type { LazyBackend, TensorBackend } from "./interfaces/backend.js";
 import type { AttentionConverter } from "./interfaces/converter.js";
 import type { DataSource } from "./interfaces/data.js";
 import type { Evaluator } from "./interfaces/evaluator.js";
@@ -16,7 +16,8 @@ import { PluginLoadError, UnknownNameError } from "./errors.js";
 
 /** What each kind of named implementation resolves to. */
 export interface KindMap {
-  backend: TensorBackend;
+  /** A ready backend, or one created on first use (see {@link PluginRegistry.backend}). */
+  backend: TensorBackend | LazyBackend;
   converter: AttentionConverter;
   loss: DistillationLoss;
   evaluator: Evaluator;
@@ -117,6 +118,22 @@ export class PluginRegistry {
     }
     return this.container.resolve(namedToken(kind, name)) as KindMap[K];
   }
+
+  /**
+   * The named backend, ready to use: a {@link LazyBackend} is created on the first call (its device
+   * acquired) and the same instance returned afterwards.
+   */
+  async backend(name: string): Promise<TensorBackend> {
+    const found = this.resolve("backend", name);
+    if (!("lazy" in found && found.lazy === true)) return found as TensorBackend;
+    let pending = this.lazyBackends.get(name);
+    if (!pending) {
+      pending = found.create();
+      this.lazyBackends.set(name, pending);
+    }
+    return pending;
+  }
+  private readonly lazyBackends = new Map<string, Promise<TensorBackend>>();
 
   /** Run a plugin's register() with its registrations attributed to it. */
   async install(plugin: EcomlaPlugin): Promise<void> {

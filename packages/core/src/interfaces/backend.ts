@@ -409,3 +409,14 @@ export interface TensorBackend {
   /** One AdamW update in place, see {@link AdamWArgs}. */
   adamw(args: AdamWArgs): void;
 }
+
+/**
+ * A backend whose device is acquired asynchronously on first use (a GPU adapter, a remote
+ * service). Plugins register it instead of a ready backend so that loading the plugin costs
+ * nothing; {@link PluginRegistry.backend} awaits `create()` once per container.
+ */
+export interface LazyBackend {
+  readonly lazy: true;
+  readonly name: string;
+  create(): Promise<TensorBackend>;
+}

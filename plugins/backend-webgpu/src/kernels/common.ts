@@ -1,0 +1,157 @@
+// Shared pieces of every kernel family: the launch interface the backend implements, 1-D grids
+// folded into two dimensions (65535 workgroups per dimension), and WGSL helpers (exact f32 bit
+// conversions for the 16-bit formats and i32, NaN tests on bits, an erfc good to ~1.2e-7).
+export { Params } from "../runtime.js";
+
+/** One storage binding of a launch. */
+export interface Arg {
+  buffer: GPUBuffer;
+  write?: boolean;
+}
+
+/** What kernel families need from the backend. */
+export interface Launcher {
+  /** Record a dispatch of the variant `key` (compiled from `source()` once). Read args aliasing a written one are copied first. */
+  launch(key: string, source: () => string, args: readonly Arg[], params: ArrayBuffer | null, groups: readonly [number, number?, number?]): void;
+  /** A scratch storage buffer of at least `bytes` bytes; give it back with {@link Launcher.release} (safe right after the launch). */
+  scratch(bytes: number): GPUBuffer;
+  release(buffer: GPUBuffer): void;
+}
+
+/** Invocations per workgroup of the 1-D kernels. */
+export const WG = 256;
+
+/** Workgroup counts covering `n` invocations of `WG`, folded into (x, y). */
+export function grid1d(n: number, wg = WG): [number, number] {
+  const groups = Math.ceil(n / wg);
+  if (groups <= 65535) return [groups, 1];
+  return [65535, Math.ceil(groups / 65535)];
+}
+
+/** Fold a row count into (x, y) workgroups, one per row. */
+export function gridRows(rows: number): [number, number] {
+  return rows <= 65535 ? [rows, 1] : [65535, Math.ceil(rows / 65535)];
+}
+
+/** WGSL: the storage binding declaration of binding `index`. */
+export function storage(index: number, name: string, type: string, write = false): string {
+  return `@group(0) @binding(${index}) var<storage, ${write ? "read_write" : "read"}> ${name}: ${type};`;
+}
+
+/** WGSL: the uniform params declaration at binding `index`. */
+export function uniform(index: number, structName = "Params"): string {
+  return `@group(0) @binding(${index}) var<uniform> p: ${structName};`;
+}
+
+/** WGSL: entry-point signature of a 1-D kernel; `i` is the flat invocation index. */
+export function entry1d(wg = WG): string {
+  return `@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = (wid.y * nwg.x + wid.x) * ${wg}u + lid;`;
+}
+
+/** WGSL: entry of a row kernel (one workgroup per row); `row` is the row index, `lid` the lane. */
+export function entryRows(wg: number): string {
+  return `@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let row = wid.y * nwg.x + wid.x;`;
+}
+
+/** WGSL: bit-exact conversions between f32 bit patterns and bf16 / f16 / i32. */
+export const WGSL_BITS = /* wgsl */ `
+// Specials built at run time: a constant-expression Inf or NaN is a WGSL compile error.
+fn negInf() -> f32 { var b = 0xff800000u; return bitcast<f32>(b); }
+fn posInf() -> f32 { var b = 0x7f800000u; return bitcast<f32>(b); }
+fn nanF() -> f32 { var b = 0x7fc00000u; return bitcast<f32>(b); }
+fn isNanBits(b: u32) -> bool { return (b & 0x7fffffffu) > 0x7f800000u; }
+fn isNanF(x: f32) -> bool { return isNanBits(bitcast<u32>(x)); }
+
+fn bf16ToF32Bits(h: u32) -> u32 { return h << 16u; }
+
+fn f32BitsToBf16(b: u32) -> u32 {
+  if (isNanBits(b)) { return ((b >> 16u) | 0x40u) & 0xffffu; }
+  return ((b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u) & 0xffffu;
+}
+
+fn f16ToF32Bits(h: u32) -> u32 {
+  let sign = (h & 0x8000u) << 16u;
+  let e = (h >> 10u) & 0x1fu;
+  let m = h & 0x3ffu;
+  if (e == 0u) {
+    if (m == 0u) { return sign; }
+    let lead = firstLeadingBit(m);
+    return sign | ((lead + 103u) << 23u) | ((m << (23u - lead)) & 0x7fffffu);
+  }
+  if (e == 31u) { return sign | 0x7f800000u | (m << 13u); }
+  return sign | ((e + 112u) << 23u) | (m << 13u);
+}
+
+fn f32BitsToF16(b: u32) -> u32 {
+  let sign = (b >> 16u) & 0x8000u;
+  let exponent = (b >> 23u) & 0xffu;
+  let mantissa = b & 0x7fffffu;
+  if (exponent == 0xffu) {
+    if (mantissa != 0u) { return sign | 0x7e00u | (mantissa >> 13u); }
+    return sign | 0x7c00u;
+  }
+  let e = i32(exponent) - 127;
+  if (e > 15) { return sign | 0x7c00u; }
+  if (e >= -14) {
+    var half = (u32(e + 15) << 10u) | (mantissa >> 13u);
+    let rest = mantissa & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (half & 1u) == 1u)) { half += 1u; }
+    return sign | half;
+  }
+  if (e < -25) { return sign; }
+  let full = mantissa | 0x800000u;
+  let shift = u32(-e - 1);
+  var half = full >> shift;
+  let rest = full & ((1u << shift) - 1u);
+  let halfway = 1u << (shift - 1u);
+  if (rest > halfway || (rest == halfway && (half & 1u) == 1u)) { half += 1u; }
+  return sign | half;
+}
+
+fn i32ToF32Bits(v: i32) -> u32 {
+  if (v == 0) { return 0u; }
+  let sign = select(0u, 0x80000000u, v < 0);
+  let a = select(bitcast<u32>(v), 0u - bitcast<u32>(v), v < 0);
+  let lead = firstLeadingBit(a);
+  let exponent = lead + 127u;
+  if (lead <= 23u) { return sign | (exponent << 23u) | ((a << (23u - lead)) & 0x7fffffu); }
+  let shift = lead - 23u;
+  let rest = a & ((1u << shift) - 1u);
+  let halfway = 1u << (shift - 1u);
+  var m = a >> shift;
+  if (rest > halfway || (rest == halfway && (m & 1u) == 1u)) { m += 1u; }
+  return sign | ((exponent << 23u) + (m - 0x800000u));
+}
+
+fn f32BitsToI32(b: u32) -> i32 {
+  let negative = (b & 0x80000000u) != 0u;
+  let exponent = (b >> 23u) & 0xffu;
+  if (isNanBits(b)) { return 0; }
+  if (exponent < 127u) { return 0; }
+  if (exponent >= 158u) { return select(2147483647, -2147483647 - 1, negative); }
+  let m = (b & 0x7fffffu) | 0x800000u;
+  let sh = exponent - 127u;
+  let mag = select(m >> (23u - sh), m << (sh - 23u), sh > 23u);
+  return select(i32(mag), -i32(mag), negative);
+}
+`;
+
+/** WGSL: erfc (Numerical Recipes' Chebyshev fit, fractional error < 1.2e-7 everywhere). */
+export const WGSL_ERF = /* wgsl */ `
+fn erfcApprox(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(2.0 - r, r, x >= 0.0);
+}
+fn sigmoidF(x: f32) -> f32 {
+  if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
+  let e = exp(x);
+  return e / (1.0 + e);
+}
+`;

@@ -1,0 +1,185 @@
+// Fused log-softmax + loss (+ gradient) per row of logits, one 256-lane workgroup per row:
+// cross-entropy against labels, and forward KL against a dense or top-k teacher, with temperature
+// and per-row weights. A grad that aliases the logits reads a copy (WebGPU forbids the alias).
+import { type Arg, type Launcher, Params, WGSL_BITS, entryRows, gridRows, storage, uniform } from "./common.js";
+
+const LANES = 256;
+
+/** Shared inputs of both losses. */
+export interface GpuLoss {
+  rows: number;
+  vocab: number;
+  temperature: number;
+  logits: GPUBuffer; // (N, V)
+  loss: GPUBuffer; // (N)
+  grad: GPUBuffer | null; // (N, V)
+  weights: GPUBuffer | null; // (N)
+}
+
+const WGSL_ROW = /* wgsl */ `
+${WGSL_BITS}
+var<workgroup> red: array<f32, ${LANES}>;
+fn groupSum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = ${LANES / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+fn groupMax(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = ${LANES / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+`;
+
+/** WGSL: `lse_<name>` = log Σ exp(src[base + j]/τ) over the row, computed by the whole workgroup. */
+function rowLse(name: string, src: string): string {
+  return `var m_${name} = negInf();
+  for (var j = lid; j < p.vocab; j += ${LANES}u) { m_${name} = max(m_${name}, ${src}[base + j] * invT); }
+  let max_${name} = groupMax(m_${name}, lid);
+  var s_${name} = 0.0;
+  for (var j = lid; j < p.vocab; j += ${LANES}u) { s_${name} += exp(${src}[base + j] * invT - max_${name}); }
+  let lse_${name} = max_${name} + log(groupSum(s_${name}, lid));`;
+}
+
+/** Bindings list and their WGSL declarations, numbered in order. */
+function bindings(list: [string, string, Arg | null, boolean][]): { decl: string; args: Arg[] } {
+  const present = list.filter(([, , arg]) => arg !== null);
+  const decl = present.map(([name, type, , write], i) => storage(i, name, type, write)).join("\n") + "\n" + uniform(present.length);
+  return { decl, args: present.map(([, , arg]) => arg!) };
+}
+
+/** Fused cross-entropy; label < 0 rows give zero loss and gradient. */
+export function crossEntropy(l: Launcher, c: GpuLoss & { labels: GPUBuffer /* (N) i32 */ }): void {
+  if (c.rows === 0) return;
+  const hasGrad = c.grad !== null;
+  const hasWeights = c.weights !== null;
+  const b = bindings([
+    ["logits", "array<f32>", { buffer: c.logits }, false],
+    ["labels", "array<i32>", { buffer: c.labels }, false],
+    ["weights", "array<f32>", hasWeights ? { buffer: c.weights! } : null, false],
+    ["loss", "array<f32>", { buffer: c.loss, write: true }, true],
+    ["grad", "array<f32>", hasGrad ? { buffer: c.grad!, write: true } : null, true],
+  ]);
+  const source = () => /* wgsl */ `
+struct Params { rows: u32, vocab: u32, temperature: f32 }
+${b.decl}
+${WGSL_ROW}
+${entryRows(LANES)}
+  if (row >= p.rows) { return; }
+  let base = row * p.vocab;
+  let label = labels[row];
+  if (label < 0) {
+    if (lid == 0u) { loss[row] = 0.0; }
+    ${hasGrad ? `for (var j = lid; j < p.vocab; j += ${LANES}u) { grad[base + j] = 0.0; }` : ""}
+    return;
+  }
+  let invT = 1.0 / p.temperature;
+  let w = ${hasWeights ? "weights[row]" : "1.0"};
+  ${rowLse("z", "logits")}
+  if (lid == 0u) { loss[row] = w * (lse_z - logits[base + u32(label)] * invT); }
+  ${
+    hasGrad
+      ? `let gscale = w * invT;
+  for (var j = lid; j < p.vocab; j += ${LANES}u) {
+    grad[base + j] = gscale * (exp(logits[base + j] * invT - lse_z) - select(0.0, 1.0, j == u32(label)));
+  }`
+      : ""
+  }
+}`;
+  l.launch(`crossEntropy:${hasGrad}:${hasWeights}`, source, b.args, new Params().u32(c.rows, c.vocab).f32(c.temperature).bytes(), gridRows(c.rows));
+}
+
+/** The teacher of a KL loss. */
+export type GpuTeacher =
+  | { kind: "dense"; logits: GPUBuffer /* (N, V) */ }
+  | { kind: "topK"; topK: number; indices: GPUBuffer /* (N, K) i32 */; logprobs: GPUBuffer /* (N, K) */ };
+
+/** Fused forward KL(teacher ‖ student). */
+export function klDiv(l: Launcher, c: GpuLoss & { teacher: GpuTeacher }): void {
+  if (c.rows === 0) return;
+  const hasGrad = c.grad !== null;
+  const hasWeights = c.weights !== null;
+  const dense = c.teacher.kind === "dense";
+  const t = c.teacher;
+  const b = bindings([
+    ["logits", "array<f32>", { buffer: c.logits }, false],
+    ["teacher", "array<f32>", t.kind === "dense" ? { buffer: t.logits } : null, false],
+    ["indices", "array<i32>", t.kind === "topK" ? { buffer: t.indices } : null, false],
+    ["logprobs", "array<f32>", t.kind === "topK" ? { buffer: t.logprobs } : null, false],
+    ["weights", "array<f32>", hasWeights ? { buffer: c.weights! } : null, false],
+    ["loss", "array<f32>", { buffer: c.loss, write: true }, true],
+    ["grad", "array<f32>", hasGrad ? { buffer: c.grad!, write: true } : null, true],
+  ]);
+  const denseBody = `
+  ${rowLse("t", "teacher")}
+  var part = 0.0;
+  for (var j = lid; j < p.vocab; j += ${LANES}u) {
+    let logP = teacher[base + j] * invT - lse_t;
+    let prob = exp(logP);
+    if (prob > 0.0) { part += prob * (logP - (logits[base + j] * invT - lse_z)); }
+  }
+  let total = groupSum(part, lid);
+  if (lid == 0u) { loss[row] = w * total; }
+  ${
+    hasGrad
+      ? `for (var j = lid; j < p.vocab; j += ${LANES}u) {
+    grad[base + j] = w * invT * (exp(logits[base + j] * invT - lse_z) - exp(teacher[base + j] * invT - lse_t));
+  }`
+      : ""
+  }`;
+  const topKBody = `
+  let kBase = row * p.topK;
+  var part = 0.0;
+  var massPart = 0.0;
+  for (var kk = lid; kk < p.topK; kk += ${LANES}u) {
+    let logP = logprobs[kBase + kk];
+    let prob = exp(logP);
+    if (prob > 0.0) {
+      part += prob * (logP - (logits[base + u32(indices[kBase + kk])] * invT - lse_z));
+      massPart += prob;
+    }
+  }
+  let total = groupSum(part, lid);
+  let mass = groupSum(massPart, lid);
+  if (lid == 0u) { loss[row] = w * total; }
+  ${
+    hasGrad
+      ? `for (var j = lid; j < p.vocab; j += ${LANES}u) { grad[base + j] = w * invT * exp(logits[base + j] * invT - lse_z) * mass; }
+  storageBarrier();
+  workgroupBarrier();
+  if (lid == 0u) {
+    for (var kk = 0u; kk < p.topK; kk++) {
+      let prob = exp(logprobs[kBase + kk]);
+      let j = u32(indices[kBase + kk]);
+      grad[base + j] = grad[base + j] - w * invT * prob;
+    }
+  }`
+      : ""
+  }`;
+  const source = () => /* wgsl */ `
+struct Params { rows: u32, vocab: u32, temperature: f32, topK: u32 }
+${b.decl}
+${WGSL_ROW}
+${entryRows(LANES)}
+  if (row >= p.rows) { return; }
+  let base = row * p.vocab;
+  let invT = 1.0 / p.temperature;
+  let w = ${hasWeights ? "weights[row]" : "1.0"};
+  ${rowLse("z", "logits")}
+  ${dense ? denseBody : topKBody}
+}`;
+  const topK = t.kind === "topK" ? t.topK : 0;
+  l.launch(`klDiv:${t.kind}:${hasGrad}:${hasWeights}`, source, b.args, new Params().u32(c.rows, c.vocab).f32(c.temperature).u32(topK).bytes(), gridRows(c.rows));
+}
