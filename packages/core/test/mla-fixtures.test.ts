@@ -75,3 +75,9 @@ t.test("KV cache accounting matches the closed form on Llama-3.2-1B shapes", asy
     t.equal(+(baseTotal / total).toFixed(1), ratio, `r_kv ${rank}: ${(baseTotal / total).toFixed(2)}× ≈ ${ratio}×`);
   }
 });
+
+t.test("the parameter-matched query rank reproduces the seed's Llama-3.2-1B choices", async (t) => {
+  const { paramMatchedQRank } = await import("@ecomla/core");
+  const base = parseLlamaConfig({ vocab_size: 128256, hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8 });
+  t.same([512, 256, 128, 48].map((r) => paramMatchedQRank(base, r, 32, 32)), [864, 1184, 1344, 1440]);
+});

@@ -268,12 +268,14 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Svd(const Napi::CallbackInfo& info) {
-  // (a: Float64Array (m × n), m, n) → { u, s, vt } as Float64Arrays
-  Napi::Float64Array a = info[0].As<Napi::Float64Array>();
+  // (a: Float64Array | Float32Array (m × n), m, n) → { u, s, vt } as Float64Arrays; float32 input
+  // runs in single precision (sgesdd), as PyTorch does on .float() weights.
   const int64_t m = i64(info, 1), n = i64(info, 2);
   std::vector<double> u, s, vt;
-  int status = svd(a.Data(), m, n, u, s, vt);
-  if (status != 0) throw Napi::Error::New(info.Env(), "svd: LAPACK dgesdd failed with info = " + std::to_string(status));
+  const bool single = info[0].As<Napi::TypedArray>().TypedArrayType() == napi_float32_array;
+  int status = single ? svd(info[0].As<Napi::Float32Array>().Data(), m, n, u, s, vt)
+                      : svd(info[0].As<Napi::Float64Array>().Data(), m, n, u, s, vt);
+  if (status != 0) throw Napi::Error::New(info.Env(), std::string("svd: LAPACK ") + (single ? "sgesdd" : "dgesdd") + " failed with info = " + std::to_string(status));
   auto toArray = [&](const std::vector<double>& v) {
     Napi::Float64Array out = Napi::Float64Array::New(info.Env(), v.size());
     std::memcpy(out.Data(), v.data(), v.size() * sizeof(double));

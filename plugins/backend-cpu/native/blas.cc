@@ -1,4 +1,4 @@
-// OpenBLAS sgemm for every GEMM, LAPACK dgesdd for the SVD capability.
+// OpenBLAS sgemm for every GEMM, LAPACK dgesdd/sgesdd for the SVD capability.
 #include "blas.h"
 
 #include <cblas.h>
@@ -11,6 +11,8 @@
 extern "C" {
 void dgesdd_(const char* jobz, const int* m, const int* n, double* a, const int* lda, double* s, double* u,
              const int* ldu, double* vt, const int* ldvt, double* work, const int* lwork, int* iwork, int* info);
+void sgesdd_(const char* jobz, const int* m, const int* n, float* a, const int* lda, float* s, float* u,
+             const int* ldu, float* vt, const int* ldvt, float* work, const int* lwork, int* iwork, int* info);
 }
 
 namespace ecomla {
@@ -34,25 +36,44 @@ void gemm(const GemmParams& p) {
   }
 }
 
-int svd(const double* a, int64_t m, int64_t n, std::vector<double>& u, std::vector<double>& s, std::vector<double>& vt) {
+namespace {
+inline void gesdd(const char* j, const int* m, const int* n, double* a, const int* lda, double* s, double* u, const int* ldu,
+                  double* vt, const int* ldvt, double* w, const int* lw, int* iw, int* info) {
+  dgesdd_(j, m, n, a, lda, s, u, ldu, vt, ldvt, w, lw, iw, info);
+}
+inline void gesdd(const char* j, const int* m, const int* n, float* a, const int* lda, float* s, float* u, const int* ldu,
+                  float* vt, const int* ldvt, float* w, const int* lw, int* iw, int* info) {
+  sgesdd_(j, m, n, a, lda, s, u, ldu, vt, ldvt, w, lw, iw, info);
+}
+
+// T = double (dgesdd) for float64 input, float (sgesdd, what PyTorch runs on .float() weights) for float32.
+template <typename T>
+int svd_impl(const T* a, int64_t m, int64_t n, std::vector<double>& u, std::vector<double>& s, std::vector<double>& vt) {
   // LAPACK is column-major: the row-major A is Aᵀ to it. Aᵀ = U'·S·V'ᵀ gives A = V'·S·U'ᵀ, and
   // LAPACK's V'ᵀ (k × m, col-major) is exactly our U (m × k, row-major); likewise U' is our Vᵀ.
   const int M = (int)n, N = (int)m, K = (int)std::min(m, n);
-  std::vector<double> work(a, a + m * n);
-  s.assign(K, 0);
-  u.assign((size_t)m * K, 0);
-  vt.assign((size_t)K * n, 0);
+  std::vector<T> work(a, a + m * n), ss(K), uu((size_t)m * K), vv((size_t)K * n);
   std::vector<int> iwork(8 * (size_t)K);
   int info = 0, lwork = -1, ldu = std::max(1, M), ldvt = std::max(1, K), lda = std::max(1, M);
-  double query = 0;
-  dgesdd_("S", &M, &N, work.data(), &lda, s.data(), vt.data(), &ldu, u.data(), &ldvt, &query, &lwork, iwork.data(),
-          &info);
+  T query = 0;
+  gesdd("S", &M, &N, work.data(), &lda, ss.data(), vv.data(), &ldu, uu.data(), &ldvt, &query, &lwork, iwork.data(), &info);
   if (info != 0) return info;
   lwork = (int)query;
-  std::vector<double> scratch(std::max(1, lwork));
-  dgesdd_("S", &M, &N, work.data(), &lda, s.data(), vt.data(), &ldu, u.data(), &ldvt, scratch.data(), &lwork,
-          iwork.data(), &info);
+  std::vector<T> scratch(std::max(1, lwork));
+  gesdd("S", &M, &N, work.data(), &lda, ss.data(), vv.data(), &ldu, uu.data(), &ldvt, scratch.data(), &lwork, iwork.data(), &info);
+  s.assign(ss.begin(), ss.end());
+  u.assign(uu.begin(), uu.end());
+  vt.assign(vv.begin(), vv.end());
   return info;
+}
+}  // namespace
+
+int svd(const double* a, int64_t m, int64_t n, std::vector<double>& u, std::vector<double>& s, std::vector<double>& vt) {
+  return svd_impl(a, m, n, u, s, vt);
+}
+
+int svd(const float* a, int64_t m, int64_t n, std::vector<double>& u, std::vector<double>& s, std::vector<double>& vt) {
+  return svd_impl(a, m, n, u, s, vt);
 }
 
 std::vector<double> bench_sgemm(int64_t m, int64_t n, int64_t k, int reps) {

@@ -70,7 +70,7 @@ export class CpuBackend implements TensorBackend {
       svd: async (a, m, n) => {
         checkInts("svd", { m, n });
         if (a.length !== m * n) fail("svd", `a has ${a.length} elements, expected m·n = ${m}·${n} = ${m * n}`);
-        return native.svd(a instanceof Float64Array ? a : Float64Array.from(a), m, n);
+        return native.svd(a, m, n);
       },
       benchBaselines: {
         gemmMs: (m, n, k, repetitions) => Array.from(native.benchSgemm(m, n, k, repetitions)),

@@ -36,7 +36,7 @@ export interface NativeAddon {
   crossEntropy(logits: Buf, labels: Buf, weights: Opt, loss: Buf, grad: Opt, rows: number, vocab: number, temperature: number): void;
   klDiv(logits: Buf, teacherLogits: Opt, teacherIndices: Opt, teacherLogprobs: Opt, weights: Opt, loss: Buf, grad: Opt, rows: number, vocab: number, temperature: number, topK: number): void;
   adamw(param: Buf, grad: Buf, m: Buf, v: Buf, packed: Float64Array): void;
-  svd(a: Float64Array, m: number, n: number): { u: Float64Array; s: Float64Array; vt: Float64Array };
+  svd(a: Float64Array | Float32Array, m: number, n: number): { u: Float64Array; s: Float64Array; vt: Float64Array };
   benchSgemm(m: number, n: number, k: number, repetitions: number): Float64Array;
 }
 

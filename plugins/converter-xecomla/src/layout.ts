@@ -1,6 +1,6 @@
 // What every MLA converter shares: option checks and the seed's per-head row layout.
 import { EcomlaError, type AttentionLayerConfig, type AttentionLayerWeights, type MlaConversionOptions } from "@ecomla/core";
-import { f64, rows } from "./linalg.js";
+import { rows } from "./linalg.js";
 
 /** Options after validation, with the layer's sizes. */
 export interface MlaLayout {
@@ -33,13 +33,14 @@ export function mlaLayout(config: AttentionLayerConfig, options: MlaConversionOp
  * The seed's key/value stack: W_k and W_v repeat-interleaved from n_kv to n_h heads and stacked
  * [K; V] ((2·n_h·d_h) × d), plus W_k averaged over its n_kv heads (d_h × d).
  */
-export function kvStack(weights: AttentionLayerWeights, l: MlaLayout): { stack: Float64Array; kAvg: Float64Array } {
-  const k = f64(weights.k_proj);
-  const v = f64(weights.v_proj);
+export function kvStack(weights: AttentionLayerWeights, l: MlaLayout): { stack: Float32Array; kAvg: Float64Array } {
+  const k = weights.k_proj.data;
+  const v = weights.v_proj.data;
   const { d, heads, kvHeads, headDim } = l;
   const group = heads / kvHeads;
   const block = headDim * d;
-  const stack = new Float64Array(2 * heads * block);
+  // float32, like the seed's weights: the SVD then runs in single precision.
+  const stack = new Float32Array(2 * heads * block);
   for (let h = 0; h < heads; h++) {
     const src = Math.floor(h / group);
     stack.set(k.subarray(src * block, (src + 1) * block), h * block);

@@ -2,8 +2,11 @@
 // core's Jacobi SVD as the fallback, rank rules, and row-major matrix slicing in float64.
 import { EcomlaError, jacobiSvd, type ConversionContext, type HostTensor, type SvdResult } from "@ecomla/core";
 
-/** Thin SVD of an m×n row-major matrix, via the backend when it offers one. */
-export async function svd(a: Float64Array, m: number, n: number, context: ConversionContext): Promise<SvdResult> {
+/**
+ * Thin SVD of an m×n row-major matrix, via the backend when it offers one. Float32 input runs in
+ * single precision, as the seed's `torch.linalg.svd(weight.float())`.
+ */
+export async function svd(a: Float32Array | Float64Array, m: number, n: number, context: ConversionContext): Promise<SvdResult> {
   return context.capabilities.svd ? context.capabilities.svd(a, m, n) : jacobiSvd(a, m, n);
 }
 

@@ -29,7 +29,7 @@ export class XEcoMlaConverter implements AttentionConverter {
       outWeights["q_proj"] = host(headRows(f64(weights.q_proj), heads, headDim, d, qRowParts), [heads * (nope + rope), d]);
     } else {
       const m = heads * headDim;
-      const q = await svd(f64(weights.q_proj), m, d, context);
+      const q = await svd(weights.q_proj.data, m, d, context);
       qRank = dynamic && options.qEnergy !== undefined ? energyRank(q.s, options.qEnergy, divisor) : roundUp(options.qLoraRank, divisor);
       checkRank(`${this.name} layer ${config.layerIndex} q_lora_rank`, qRank, m, d);
       outWeights["q_a_proj"] = host(sigmaVt(q.s, q.vt, d, qRank), [qRank, d]);

@@ -82,6 +82,20 @@ export function allocateKvRanks(spectra: Map<number, Float64Array>, rankBudget: 
   return ranks;
 }
 
+/**
+ * The query rank that keeps an MLA layer's q/k/v parameters at most the original's, rounded down
+ * to a multiple of 32, as the seed's configs choose it: (d + n_h(d_nope+d_rope))·r_q +
+ * d(r_kv+d_rope) + r_kv·n_h(d_nope+d_v) ≤ d·n_h·d_h + 2·d·n_kv·d_h. On Llama-3.2-1B this gives the
+ * seed's 864/1184/1344/1440 for r_kv 512/256/128/48 (the seed used 1424 at 64, where this gives 1440).
+ */
+export function paramMatchedQRank(base: LlamaConfig, kvRank: number, ropeDim: number, nopeDim: number): number {
+  const d = base.hiddenSize;
+  const h = base.numAttentionHeads;
+  const hd = base.headDim;
+  const budget = d * h * hd + 2 * d * base.numKeyValueHeads * hd - d * (kvRank + ropeDim) - kvRank * h * (nopeDim + hd);
+  return Math.max(8, Math.floor(budget / (d + h * (nopeDim + ropeDim)) / 32) * 32);
+}
+
 const ATTENTION_NAMES = ["q_proj", "k_proj", "v_proj", "o_proj"] as const;
 
 /**

@@ -7,4 +7,4 @@ export { generate, sampleToken, argmax, type CachedCausalLM, type SamplingOption
 export { loadLlama, checkpointWeights } from "./pretrained.js";
 export { MultiHeadLatentAttention, LatentKVCache, type MlaShape } from "./mla.js";
 export { readMlaConfig, mlaConfigFiles, seedYarnScaling, yarnFromDict, mlaSoftmaxScale, ranksOf, type MlaConfig, type LayerRanks } from "./mla-config.js";
-export { convertCheckpoint, allocateKvRanks, cacheElementsPerLayer, type ConvertCheckpointOptions, type ConversionReport } from "./convert.js";
+export { convertCheckpoint, allocateKvRanks, cacheElementsPerLayer, paramMatchedQRank, type ConvertCheckpointOptions, type ConversionReport } from "./convert.js";
