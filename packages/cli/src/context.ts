@@ -16,7 +16,7 @@ import {
  * First-party plugins the CLI loads when they are installed next to it. A missing one is skipped
  * (they are optional packages); a plugin named in a config or by --plugin must load or it is an error.
  */
-export const DEFAULT_PLUGINS: readonly string[] = ["@ecomla/backend-cpu", "@ecomla/backend-webgpu", "@ecomla/eval-harness", "@ecomla/converter-xecomla"];
+export const DEFAULT_PLUGINS: readonly string[] = ["@ecomla/backend-cpu", "@ecomla/backend-webgpu", "@ecomla/eval-harness", "@ecomla/converter-xecomla", "@ecomla/losses"];
 
 /** Options every command accepts. */
 export interface GlobalOptions {
@@ -43,7 +43,7 @@ export async function openPipeline(opts: GlobalOptions, overrides: Partial<Pipel
 }
 
 /** The backend a command runs on: --backend, else the config's, else "cpu" when installed, else "reference". */
-export function resolveBackend(pipeline: Pipeline, name?: string): TensorBackend {
+export async function resolveBackend(pipeline: Pipeline, name?: string): Promise<TensorBackend> {
   const chosen = name ?? pipeline.config.backend ?? (pipeline.registry.has("backend", "cpu") ? "cpu" : "reference");
-  return pipeline.get("backend", chosen);
+  return pipeline.backend(chosen);
 }

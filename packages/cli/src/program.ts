@@ -6,7 +6,10 @@ import { logitsCommand } from "./commands/logits.js";
 import { generateCommand } from "./commands/generate.js";
 import { convertCommand } from "./commands/convert.js";
 import { kvReportCommand } from "./commands/kv-report.js";
+import { pretrainCommand } from "./commands/pretrain.js";
 import { evalCommand } from "./commands/eval.js";
+import { distillCommand } from "./commands/distill.js";
+import { dpoCommand } from "./commands/dpo.js";
 
 /** The `ecomla` command line, with every subcommand attached. */
 export function buildProgram(): Command {
@@ -23,6 +26,9 @@ export function buildProgram(): Command {
   generateCommand(program);
   convertCommand(program);
   kvReportCommand(program);
+  pretrainCommand(program);
   evalCommand(program);
+  distillCommand(program);
+  dpoCommand(program);
   return program;
 }

@@ -1,7 +1,12 @@
 import { spawnSync } from "node:child_process";
+import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
+import { dirname, join } from "node:path";
 import type { Command } from "commander";
-import { EcomlaError, type DeviceBuffer, type TensorBackend } from "@ecomla/core";
+import {
+  AdamW, EcomlaError, LlamaForCausalLM, Rng, Tensor, noGrad, ops, parseLlamaConfig, tidyAsync,
+  type DeviceBuffer, type MlaConfig, type Pipeline, type TensorBackend,
+} from "@ecomla/core";
 import { openPipeline, type GlobalOptions } from "../context.js";
 
 /** GEMM shapes of the kernel bench, [m, n, k]. */
@@ -190,6 +195,186 @@ export async function benchKernels(backend: TensorBackend, options: { repeats: n
   return report;
 }
 
+/**
+ * The step `bench train` times: a Llama teacher (GQA) and, as the student, its MLA conversion
+ * (every layer, random init: the cost does not depend on the values), batch × seqLen tokens.
+ */
+export const BENCH_TRAIN = {
+  vocab: 8192, hidden: 512, layers: 8, heads: 8, kvHeads: 2, headDim: 64, intermediate: 1536, rmsNormEps: 1e-5, ropeTheta: 10000,
+  kvLoraRank: 128, qLoraRank: 208, qkNopeHeadDim: 32, qkRopeHeadDim: 32, vHeadDim: 64,
+  batch: 4, seqLen: 256,
+} as const;
+
+/** Wall time per backend method, for `bench train --profile` (the CPU backend runs each kernel synchronously). */
+class KernelProfile {
+  readonly ms = new Map<string, { ms: number; calls: number }>();
+  recording = false;
+  /** A view of `backend` whose methods are timed; models built on it route every kernel through here. */
+  wrap(backend: TensorBackend): TensorBackend {
+    return new Proxy(backend, {
+      get: (target, prop, receiver) => {
+        const value = Reflect.get(target, prop, receiver);
+        if (typeof value !== "function" || typeof prop !== "string") return value;
+        return (...args: unknown[]) => {
+          if (!this.recording) return value.apply(target, args);
+          const t0 = performance.now();
+          const out = value.apply(target, args);
+          this.add(KernelProfile.key(prop, args[0]), performance.now() - t0);
+          return out;
+        };
+      },
+    });
+  }
+  /** GEMMs are told apart by shape, so the report shows which matmuls dominate. */
+  private static key(method: string, arg: unknown): string {
+    if (method !== "gemm" || typeof arg !== "object" || arg === null) return method;
+    const g = arg as { batch: number; m: number; n: number; k: number; transA: boolean; transB: boolean };
+    return `gemm ${g.transA ? "T" : "N"}${g.transB ? "T" : "N"} ${g.batch > 1 ? `${g.batch}×` : ""}${g.m}×${g.n}×${g.k}`;
+  }
+  private add(key: string, ms: number): void {
+    const e = this.ms.get(key) ?? { ms: 0, calls: 0 };
+    e.ms += ms;
+    e.calls++;
+    this.ms.set(key, e);
+  }
+  /** Per-step totals, largest first. */
+  report(steps: number, top = 25): { op: string; msPerStep: number; callsPerStep: number }[] {
+    return [...this.ms.entries()]
+      .map(([op, e]) => ({ op, msPerStep: e.ms / steps, callsPerStep: e.calls / steps }))
+      .sort((a, b) => b.msPerStep - a.msPerStep)
+      .slice(0, top);
+  }
+}
+
+/** Path of the PyTorch train-step baseline, shipped in @ecomla/losses' bench folder. */
+function trainBaselineScript(): string | null {
+  try {
+    return join(dirname(createRequire(import.meta.url).resolve("@ecomla/losses/package.json")), "bench", "torch_train_step.py");
+  } catch {
+    return null;
+  }
+}
+
+/** Time one full distillation step (teacher forward, student forward/backward, AdamW) on a backend; returns the JSON report. */
+export async function benchTrain(
+  pipeline: Pipeline,
+  backend: TensorBackend,
+  options: { repeats: number; warmup: number; pytorch: boolean; threads: number; profile: boolean },
+): Promise<Record<string, unknown>> {
+  const c = BENCH_TRAIN;
+  const profile = options.profile ? new KernelProfile() : null;
+  const be = profile ? profile.wrap(backend) : backend;
+  const config = parseLlamaConfig({
+    vocab_size: c.vocab, hidden_size: c.hidden, intermediate_size: c.intermediate, num_hidden_layers: c.layers,
+    num_attention_heads: c.heads, num_key_value_heads: c.kvHeads, head_dim: c.headDim, rms_norm_eps: c.rmsNormEps,
+    rope_theta: c.ropeTheta, max_position_embeddings: c.seqLen,
+  }, "bench train model");
+  const mla: MlaConfig = {
+    mlaLayers: Array.from({ length: c.layers }, (_, i) => i), kvLoraRank: c.kvLoraRank, qLoraRank: c.qLoraRank,
+    qkNopeHeadDim: c.qkNopeHeadDim, qkRopeHeadDim: c.qkRopeHeadDim, vHeadDim: c.vHeadDim, useLoraLayerNorm: false,
+    layerRanks: new Map(), ropeScaling: null,
+  };
+  const teacher = new LlamaForCausalLM(be, config, new Rng(1));
+  const student = new LlamaForCausalLM(be, config, new Rng(2), { mla });
+  const optimizer = new AdamW(student.parameters(), { lr: 1e-4, weightDecay: 0.01 });
+  const loss = pipeline.get("loss", "forward-kl");
+  const rng = new Rng(3);
+  const tokens = c.batch * c.seqLen;
+  const ids = Int32Array.from({ length: tokens }, () => rng.int(c.vocab));
+  const phaseNames = ["teacherForward", "studentForward", "loss", "backward", "optimizer"] as const;
+
+  // Each phase ends with sync() so its time is its own; on the CPU backend sync() costs nothing.
+  const step = () =>
+    tidyAsync(async () => {
+      const marks = [performance.now()];
+      const mark = async () => {
+        await be.sync();
+        marks.push(performance.now());
+      };
+      const input = Tensor.from(be, ids, [c.batch, c.seqLen]);
+      const teacherLogits = noGrad(() => ops.reshape(teacher.forward(input), [tokens, c.vocab]));
+      await mark();
+      const studentLogits = ops.reshape(student.forward(input), [tokens, c.vocab]);
+      await mark();
+      const result = loss.compute({ studentLogits, teacher: { kind: "logits", logits: teacherLogits } });
+      await mark();
+      studentLogits.backward(result.gradLogits);
+      await mark();
+      optimizer.step();
+      optimizer.zeroGrad();
+      await mark();
+      return { phases: phaseNames.map((_, i) => marks[i + 1]! - marks[i]!), loss: await result.loss.item() };
+    });
+
+  for (let i = 0; i < options.warmup; i++) await step();
+  if (profile) profile.recording = true;
+  const steps: { phases: number[]; loss: number }[] = [];
+  for (let i = 0; i < options.repeats; i++) steps.push(await step());
+  if (profile) profile.recording = false;
+  const teacherParameters = teacher.parameters().reduce((n, p) => n + p.size, 0);
+  const studentParameters = student.parameters().reduce((n, p) => n + p.size, 0);
+  teacher.dispose();
+  student.dispose();
+  optimizer.dispose();
+
+  const stepMs = median(steps.map((s) => s.phases.reduce((a, b) => a + b, 0)));
+  const { kvLoraRank, qLoraRank, qkNopeHeadDim, qkRopeHeadDim, vHeadDim, batch, seqLen, ...llama } = c;
+  const report: Record<string, unknown> = {
+    backend: backend.name,
+    threads: options.threads,
+    repeats: options.repeats,
+    warmup: options.warmup,
+    config: {
+      teacher: { kind: "llama", ...llama },
+      student: { kind: "mla (every layer, random init)", kvLoraRank, qLoraRank, qkNopeHeadDim, qkRopeHeadDim, vHeadDim },
+      batch, seqLen, tokensPerStep: tokens, loss: "forward-kl (mean over positions)", optimizer: "AdamW lr 1e-4, weight decay 0.01",
+      teacherParameters,
+      studentParameters,
+    },
+    ecomla: {
+      stepMs,
+      tokensPerSecond: tokens / (stepMs / 1e3),
+      phasesMs: Object.fromEntries(phaseNames.map((name, i) => [name, median(steps.map((s) => s.phases[i]!))])),
+      lastLoss: steps[steps.length - 1]!.loss,
+    },
+  };
+  if (profile) report.profile = profile.report(options.repeats);
+  if (options.pytorch) {
+    const script = trainBaselineScript();
+    const python = findTorchPython();
+    if (!script) report.pytorch = { skipped: "@ecomla/losses (which ships bench/torch_train_step.py) is not installed" };
+    else if (!python) report.pytorch = { skipped: "no python3 with torch (set ECOMLA_PYTHON, or apt-get install python3-torch)" };
+    else {
+      const args = [script, "--threads", String(options.threads), "--repeats", String(options.repeats), "--warmup", String(options.warmup), "--config", JSON.stringify(c)];
+      // torch.set_num_threads does not limit OpenBLAS: pin its threads too, for a fair comparison.
+      const env = { ...process.env, OPENBLAS_NUM_THREADS: String(options.threads), OMP_NUM_THREADS: String(options.threads), MKL_NUM_THREADS: String(options.threads) };
+      const r = spawnSync(python, args, { env, encoding: "utf8", maxBuffer: 1 << 20 });
+      if (r.status !== 0) report.pytorch = { skipped: `${python} ${script} failed: ${(r.stderr || "").trim().split("\n").pop()}` };
+      else {
+        const torch = JSON.parse(r.stdout.trim().split("\n").pop()!) as { stepMs: number };
+        report.pytorch = torch;
+        report.ratioVsPytorch = torch.stepMs / stepMs;
+      }
+    }
+  }
+  return report;
+}
+
+function printTrain(report: Record<string, any>): void {
+  const w = (s: string) => process.stdout.write(s + "\n");
+  const c = report.config;
+  const t = c.teacher;
+  w(`backend ${report.backend}, ${report.threads} threads, median of ${report.repeats} steps after ${report.warmup} warm-up; ratio > 1 means ecomla is faster`);
+  w(`teacher Llama d=${t.hidden} L=${t.layers} heads ${t.heads}/${t.kvHeads} head_dim ${t.headDim} ffn ${t.intermediate} vocab ${t.vocab}; student MLA r_kv ${c.student.kvLoraRank} r_q ${c.student.qLoraRank}; batch ${c.batch} × seq ${c.seqLen}`);
+  const phases = (p: Record<string, number>) => Object.entries(p).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(", ");
+  w(`ecomla:        ${report.ecomla.stepMs.toFixed(0)} ms/step, ${report.ecomla.tokensPerSecond.toFixed(0)} tokens/s  (${phases(report.ecomla.phasesMs)} ms)`);
+  if (report.pytorch?.stepMs !== undefined) {
+    w(`PyTorch eager: ${report.pytorch.stepMs.toFixed(0)} ms/step, ${report.pytorch.tokensPerSecond.toFixed(0)} tokens/s  (${phases(report.pytorch.phasesMs)} ms)`);
+    w(`ratio vs PyTorch eager: ${report.ratioVsPytorch.toFixed(2)}×`);
+  } else if (report.pytorch?.skipped) w(`PyTorch baseline skipped: ${report.pytorch.skipped}`);
+  if (report.profile) for (const p of report.profile) w(`  ${p.msPerStep.toFixed(1).padStart(8)} ms  ${String(p.callsPerStep).padStart(5)}×  ${p.op}`);
+}
+
 function printText(report: Record<string, any>): void {
   const w = (s: string) => process.stdout.write(s + "\n");
   const x = (r: number | undefined) => (r === undefined ? "" : ` (${r.toFixed(2)}×)`);
@@ -220,10 +405,31 @@ export function benchCommand(program: Command): void {
       const repeats = Number(opts.repeats);
       if (!Number.isInteger(repeats) || repeats < 1) throw new EcomlaError(`bench kernels: --repeats must be an integer ≥ 1, found ${opts.repeats}`);
       const pipeline = await openPipeline(cmd.optsWithGlobals<GlobalOptions>());
-      const backend = pipeline.get("backend", opts.backend);
+      const backend = await pipeline.backend(opts.backend);
       const threads = Number(process.env.ECOMLA_NUM_THREADS) || availableParallelism();
       const report = await benchKernels(backend, { repeats, pytorch: opts.pytorch, threads });
       if (opts.json) process.stdout.write(JSON.stringify(report, null, 2) + "\n");
       else printText(report);
+    });
+  bench
+    .command("train")
+    .description("tokens/s of one distillation step (teacher forward, MLA student forward/backward, AdamW) against the same step in PyTorch eager")
+    .option("-b, --backend <name>", "backend to time", "cpu")
+    .option("-r, --repeats <n>", "timed steps (the median is reported)", "5")
+    .option("-w, --warmup <n>", "untimed steps first", "2")
+    .option("--profile", "time every backend call and list where a step's time goes")
+    .option("--no-pytorch", "skip the PyTorch eager baseline")
+    .option("--json", "print one JSON object instead of text")
+    .action(async (opts: BenchOptions & { warmup: string; profile?: boolean }, cmd: Command) => {
+      const repeats = Number(opts.repeats);
+      const warmup = Number(opts.warmup);
+      if (!Number.isInteger(repeats) || repeats < 1) throw new EcomlaError(`bench train: --repeats must be an integer ≥ 1, found ${opts.repeats}`);
+      if (!Number.isInteger(warmup) || warmup < 0) throw new EcomlaError(`bench train: --warmup must be an integer ≥ 0, found ${opts.warmup}`);
+      const pipeline = await openPipeline(cmd.optsWithGlobals<GlobalOptions>());
+      const backend = await pipeline.backend(opts.backend);
+      const threads = Number(process.env.ECOMLA_NUM_THREADS) || availableParallelism();
+      const report = await benchTrain(pipeline, backend, { repeats, warmup, pytorch: opts.pytorch, threads, profile: !!opts.profile });
+      if (opts.json) process.stdout.write(JSON.stringify(report, null, 2) + "\n");
+      else printTrain(report);
     });
 }

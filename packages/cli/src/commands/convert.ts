@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { ConfigError, convertCheckpoint, readLlamaConfig, type MlaConversionOptions } from "@ecomla/core";
+import { ConfigError, convertCheckpoint, paramMatchedQRank, readLlamaConfig, type MlaConversionOptions } from "@ecomla/core";
 import { join } from "node:path";
 import { openPipeline, resolveBackend, type GlobalOptions } from "../context.js";
 import { progressBar } from "../progress.js";
@@ -59,18 +59,7 @@ export function convertCommand(program: Command): void {
       const rope = numberFlag(opts.ropeDim, "--rope-dim", hd / 2, (n) => Number.isInteger(n) && n >= 0 && n % 2 === 0 && n <= hd, `an even integer in [0, ${hd}]`);
       const nope = numberFlag(opts.nopeDim, "--nope-dim", hd - rope, (n) => Number.isInteger(n) && n >= 0 && n + rope <= hd, `an integer with d_nope + d_rope ≤ ${hd}`);
       const kvRank = numberFlag(opts.kvRank, "--kv-rank", 128, (n) => Number.isInteger(n) && n >= 1, "an integer ≥ 1");
-      const kvElementsBase = 2 * base.numKeyValueHeads * hd;
-      // r_q that keeps the q/k/v parameter count at most the original's (as the seed's configs do),
-      // rounded down to a multiple of 32: (d + n_h(d_nope+d_rope))·r_q + d(r_kv+d_rope) +
-      // r_kv·n_h(d_nope+d_v) ≤ d·n_h·d_h + 2·d·n_kv·d_h. On Llama-3.2-1B this gives the seed's
-      // 864/1184/1344/1440 for r_kv 512/256/128/48 (the seed used 1424 at 64, where this gives 1440).
-      const d = base.hiddenSize;
-      const h = base.numAttentionHeads;
-      const autoQ = () => {
-        const budget = d * h * hd + d * kvElementsBase - d * (kvRank + rope) - kvRank * h * (nope + hd);
-        return Math.max(8, Math.floor(budget / (d + h * (nope + rope)) / 32) * 32);
-      };
-      const qRank = opts.qRank === "none" ? null : opts.qRank === "auto" || opts.qRank === undefined ? autoQ() : numberFlag(opts.qRank, "--q-rank", 0, (n) => Number.isInteger(n) && n >= 1, "an integer ≥ 1, 'auto' or 'none'");
+      const qRank = opts.qRank === "none" ? null : opts.qRank === "auto" || opts.qRank === undefined ? paramMatchedQRank(base, kvRank, rope, nope) : numberFlag(opts.qRank, "--q-rank", 0, (n) => Number.isInteger(n) && n >= 1, "an integer ≥ 1, 'auto' or 'none'");
       const energy = (v: string | undefined, flag: string) => (v === undefined ? undefined : numberFlag(v, flag, 1, (n) => n > 0 && n <= 1, "a number in (0, 1]"));
       const options: MlaConversionOptions & { layers?: number[]; kvBudget?: number } = {
         kvLoraRank: kvRank, qLoraRank: qRank, qkRopeHeadDim: rope, qkNopeHeadDim: nope,
@@ -83,7 +72,7 @@ export function convertCommand(program: Command): void {
       };
       const pipeline = await openPipeline(cmd.optsWithGlobals<GlobalOptions>());
       const converter = pipeline.get("converter", opts.converter);
-      const backend = resolveBackend(pipeline, opts.backend);
+      const backend = await resolveBackend(pipeline, opts.backend);
       const bar = progressBar("converting");
       const t0 = performance.now();
       let report;

@@ -148,7 +148,7 @@ export function evalCommand(program: Command): void {
         if (n > 1) t.name = `${t.name}#${n}`;
       }
       const pipeline = await openPipeline(cmd.optsWithGlobals<GlobalOptions>());
-      const backend = resolveBackend(pipeline, opts.backend);
+      const backend = await resolveBackend(pipeline, opts.backend);
       // Resolved by name through the registry: any plugin may provide these evaluators.
       const evaluators = new Map<string, Evaluator>();
       for (const type of new Set([...tasks.map((t) => t.type), KV_REPORT])) evaluators.set(type, pipeline.get("evaluator", type));

@@ -36,7 +36,7 @@ export function generateCommand(program: Command): void {
       const seed = numberFlag(opts.seed, "--seed", 0, (n) => Number.isInteger(n), "an integer");
       const tokenizer = loadTokenizer(opts.model);
       const pipeline = await openPipeline(cmd.optsWithGlobals<GlobalOptions>());
-      const backend = resolveBackend(pipeline, opts.backend);
+      const backend = await resolveBackend(pipeline, opts.backend);
       const { model, loadMs } = await loadModelWithProgress(opts.model, backend);
       try {
         const prompt = [...(opts.bos && tokenizer.bosTokenId !== null ? [tokenizer.bosTokenId] : []), ...tokenizer.encode(opts.prompt)];

@@ -26,7 +26,7 @@ export function logitsCommand(program: Command): void {
     .action(async (opts: LogitsOptions, cmd: Command) => {
       if ((opts.ids === undefined) === (opts.text === undefined)) throw new ConfigError("logits: give exactly one of --ids or --text");
       const pipeline = await openPipeline(cmd.optsWithGlobals<GlobalOptions>());
-      const backend = resolveBackend(pipeline, opts.backend);
+      const backend = await resolveBackend(pipeline, opts.backend);
       const { model, loadMs } = await loadModelWithProgress(opts.model, backend);
       try {
         const ids = opts.ids !== undefined ? parseIds(opts.ids, "--ids", model.vocabSize) : loadTokenizer(opts.model).encode(opts.text!);

@@ -1,0 +1,16 @@
+// Public API of @ecomla/train: data, teachers, schedules, checkpoints, the distillation and DPO trainers.
+export {
+  PackedDataSource, tokenizeFile, tokenizerFingerprint, readDocuments, renderChat, packRows, permutation, concatCorpora, splitBatch, sha256,
+  type PackedDataOptions, type PackedCursor, type TokenizeOptions, type TokenizedCorpus, type ChatMessage,
+} from "./data.js";
+export { ModelTeacher, TopKFileTeacher, TopKWriter, topKLogprobs, klToTeacher, disposeTargets, inputIds, type StatefulTeacher } from "./teacher.js";
+export { learningRateAt, warmupStepsFor, clipFactor, gradSquaredNorm, type CosineSchedule } from "./schedule.js";
+export { saveCheckpoint, loadCheckpoint, listCheckpoints, pruneCheckpoints, writeModelFolder, MODEL_SIDE_FILES, type TrainerState, type CheckpointContents } from "./checkpoint.js";
+export { MetricsLog, curvesSvg, type MetricsRecord } from "./metrics.js";
+export { runLoop, selectTrainable, TrainingDivergedError, type LoopOptions, type StepReport, type MicroResult, type TaskHooks, type RunSummary } from "./loop.js";
+export { distill, DistillTask, type DistillInputs } from "./distill.js";
+export { dpo, DpoTask, readPairs, pairRows, dpoSigmoid, type DpoInputs, type TokenizedPair } from "./dpo.js";
+export { readTrainConfig, parseTrainConfig, totalStepsOf, type TrainConfig, type StudentConvertSpec, type TrainKind } from "./config.js";
+export { runDistillConfig, runDpoConfig, writeTeacherTopK, prepareStudent, type RunEnvironment } from "./run.js";
+export { writeFileAtomically } from "./atomic.js";
+export { runPretrainConfig, pretrainModelConfig, PretrainTask } from "./pretrain.js";
