@@ -2,3 +2,4 @@
 export * from "./corpus.js";
 export * from "./bpe.js";
 export * from "./tasks.js";
+export * from "./demo.js";

@@ -7,6 +7,7 @@ import { generateCommand } from "./commands/generate.js";
 import { convertCommand } from "./commands/convert.js";
 import { kvReportCommand } from "./commands/kv-report.js";
 import { pretrainCommand } from "./commands/pretrain.js";
+import { demoCommand } from "./commands/demo.js";
 import { evalCommand } from "./commands/eval.js";
 import { distillCommand } from "./commands/distill.js";
 import { dpoCommand } from "./commands/dpo.js";
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   convertCommand(program);
   kvReportCommand(program);
   pretrainCommand(program);
+  demoCommand(program);
   evalCommand(program);
   distillCommand(program);
   dpoCommand(program);

@@ -59,6 +59,6 @@ t.test("bad flags are clear errors", async (t) => {
   const out = mkdtempSync(join(tmpdir(), "ecomla-cli-convert-"));
   t.match(ecomla(["convert", "-m", source, "-o", out, "--layers", "0,5", "-b", "reference"]).stderr, /--layers: expected "all" or comma-separated layer indices in \[0, 2\), found "0,5"/);
   t.match(ecomla(["convert", "-m", source, "-o", out, "--rope-dim", "3", "-b", "reference"]).stderr, /--rope-dim: expected an even integer in \[0, 8\], found "3"/);
-  t.match(ecomla(["convert", "-m", source, "-o", out, "--converter", "nope", "-b", "reference"]).stderr, /unknown converter "nope"; registered converter names: "random", "xecomla"/);
+  t.match(ecomla(["convert", "-m", source, "-o", out, "--converter", "nope", "-b", "reference"]).stderr, /unknown converter "nope"; registered converter names: "partial-rope", "random", "xecomla"/);
   t.match(ecomla(["convert", "-m", source, "-o", out, "--kv-rank", "72", "-b", "reference"]).stderr, /kv_lora_rank: rank 72 exceeds min\(64, 32\) = 32/);
 });

@@ -20,6 +20,7 @@ interface ConvertOptions {
   kvBudget?: string;
   rankDivisor?: string;
   seed?: string;
+  ropeSelection?: string;
   backend?: string;
   json?: boolean;
 }
@@ -30,6 +31,12 @@ function parseLayers(spec: string | undefined, numLayers: number): number[] | un
   const bad = layers.find((n) => !Number.isInteger(n) || n < 0 || n >= numLayers);
   if (layers.length === 0 || bad !== undefined) throw new ConfigError(`--layers: expected "all" or comma-separated layer indices in [0, ${numLayers}), found "${spec}"`);
   return [...new Set(layers)].sort((a, b) => a - b);
+}
+
+function ropeSelection(v: string | undefined): MlaConversionOptions["ropeSelection"] {
+  if (v === undefined) return undefined;
+  if (v === "high" || v === "low" || v === "uniform" || v === "norm") return v;
+  throw new ConfigError(`--rope-selection: expected high, low, uniform or norm, found "${v}"`);
 }
 
 /** `ecomla convert`: MHA/GQA → MLA (all layers or a hybrid), written in the seed's X-EcoMLA layout. */
@@ -50,6 +57,7 @@ export function convertCommand(program: Command): void {
     .option("--q-energy <δ>", "dynamic query rank from energy")
     .option("--kv-budget <f>", "KV cache as a fraction of the base model's; ranks spread across layers by energy")
     .option("--rank-divisor <n>", "round ranks up to a multiple of n", "8")
+    .option("--rope-selection <s>", "partial-rope: which RoPE frequencies to keep: high, low, uniform or norm", "high")
     .option("--seed <s>", "seed (random converter)", "0")
     .option("-b, --backend <name>", "backend whose SVD to use (default: cpu when installed, else reference)")
     .option("--json", "print the conversion report as JSON")
@@ -67,6 +75,7 @@ export function convertCommand(program: Command): void {
         kvEnergy: energy(opts.kvEnergy, "--kv-energy"), qEnergy: energy(opts.qEnergy, "--q-energy"),
         rankDivisor: numberFlag(opts.rankDivisor, "--rank-divisor", 8, (n) => Number.isInteger(n) && n >= 1, "an integer ≥ 1"),
         seed: numberFlag(opts.seed, "--seed", 0, Number.isInteger, "an integer"),
+        ropeSelection: ropeSelection(opts.ropeSelection),
         layers: parseLayers(opts.layers, base.numHiddenLayers),
         kvBudget: opts.kvBudget === undefined ? undefined : numberFlag(opts.kvBudget, "--kv-budget", 1, (n) => n > 0 && n <= 1, "a fraction in (0, 1]"),
       };

@@ -183,10 +183,12 @@ export async function convertCheckpoint(
     const nope = first.config["qk_nope_head_dim"] as number;
     const rope = first.config["qk_rope_head_dim"] as number;
     const layerRanks = new Map(layers.map((i) => [i, { qRank: results.get(i)!.config["q_rank"] as number | null, kvRank: results.get(i)!.config["kv_rank"] as number }]));
+    const picks = layers.filter((i) => Array.isArray(results.get(i)!.config["rope_frequency_indices"]));
     const mla: MlaConfig = {
       mlaLayers: [...layers].sort((a, b) => a - b), kvLoraRank: options.kvLoraRank, qLoraRank: options.qLoraRank,
       qkRopeHeadDim: rope, qkNopeHeadDim: nope, vHeadDim: options.vHeadDim, useLoraLayerNorm: false, layerRanks,
       ropeScaling: seedYarnScaling(base.raw["rope_scaling"] as Record<string, unknown> | null),
+      ...(picks.length ? { ropeFrequencyIndices: new Map(picks.map((i) => [i, results.get(i)!.config["rope_frequency_indices"] as number[]])) } : {}),
     };
     mkdirSync(outDir, { recursive: true });
     await writeShardedSafetensors(outDir, tensors, { maxShardBytes: options.maxShardBytes ?? 2 ** 31 });

@@ -60,6 +60,8 @@ export class LlamaForCausalLM extends Module implements LanguageModel {
   /** RoPE of the MLA layers (d_rope, interleaved, YaRN when the base had rope_scaling), if any. */
   readonly mlaRotary: RotaryEmbedding | null;
   readonly mla: MlaConfig | null;
+  /** Per-layer RoPE tables of partial-RoPE layers. */
+  private readonly layerRotaries: RotaryEmbedding[] = [];
 
   constructor(backend: TensorBackend, readonly config: LlamaConfig, rng: Rng | null, options: LlamaOptions = {}) {
     super(backend);
@@ -75,6 +77,18 @@ export class LlamaForCausalLM extends Module implements LanguageModel {
       mlaRotary = new RotaryEmbedding(backend, mla.qkRopeHeadDim, positions, f.inverseFrequencies, { layout: "interleaved", scale: f.attentionFactor });
     }
     this.mlaRotary = mlaRotary;
+    // Partial-RoPE layers keep some of the base model's own frequencies (its scaling included).
+    const baseFrequencies = frequencies(config.headDim, config.ropeScaling);
+    const layerRotary = (i: number): RotaryEmbedding | null => {
+      const picks = mla?.ropeFrequencyIndices?.get(i);
+      if (!picks) return mlaRotary;
+      if (picks.length * 2 !== mla!.qkRopeHeadDim || picks.some((f) => f >= config.headDim / 2)) {
+        throw new ShapeError(`layer ${i}: ${picks.length} RoPE frequencies for qk_rope_head_dim ${mla!.qkRopeHeadDim}, indices must be < ${config.headDim / 2}`);
+      }
+      const r = new RotaryEmbedding(backend, mla!.qkRopeHeadDim, positions, Float64Array.from(picks, (f) => baseFrequencies.inverseFrequencies[f]!), { layout: "interleaved", scale: baseFrequencies.attentionFactor });
+      this.layerRotaries.push(r);
+      return r;
+    };
     const attentionFor: AttentionFactory = (i, layerRng) => {
       if (mla && mlaRotary && mla.mlaLayers.includes(i)) {
         const ranks = ranksOf(mla, i);
@@ -83,7 +97,7 @@ export class LlamaForCausalLM extends Module implements LanguageModel {
           qkNopeHeadDim: mla.qkNopeHeadDim, qkRopeHeadDim: mla.qkRopeHeadDim, vHeadDim: mla.vHeadDim,
           useLoraLayerNorm: mla.useLoraLayerNorm, softmaxScale: mlaSoftmaxScale(mla),
         };
-        return { attention: new MultiHeadLatentAttention(backend, shape, layerRng, mlaRotary), name: "mla" };
+        return { attention: new MultiHeadLatentAttention(backend, shape, layerRng, layerRotary(i)!), name: "mla" };
       }
       return options.attentionFor?.(i, layerRng) ?? null;
     };
@@ -158,5 +172,6 @@ export class LlamaForCausalLM extends Module implements LanguageModel {
     super.dispose();
     this.rotary.dispose();
     this.mlaRotary?.dispose();
+    for (const r of this.layerRotaries) r.dispose();
   }
 }

