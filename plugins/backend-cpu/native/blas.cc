@@ -49,21 +49,48 @@ inline void gesdd(const char* j, const int* m, const int* n, float* a, const int
 // T = double (dgesdd) for float64 input, float (sgesdd, what PyTorch runs on .float() weights) for float32.
 template <typename T>
 int svd_impl(const T* a, int64_t m, int64_t n, std::vector<double>& u, std::vector<double>& s, std::vector<double>& vt) {
-  // LAPACK is column-major: the row-major A is Aᵀ to it. Aᵀ = U'·S·V'ᵀ gives A = V'·S·U'ᵀ, and
-  // LAPACK's V'ᵀ (k × m, col-major) is exactly our U (m × k, row-major); likewise U' is our Vᵀ.
-  const int M = (int)n, N = (int)m, K = (int)std::min(m, n);
-  std::vector<T> work(a, a + m * n), ss(K), uu((size_t)m * K), vv((size_t)K * n);
+  const int K = (int)std::min(m, n);
+  s.assign(K, 0);
+  u.assign((size_t)m * K, 0);
+  vt.assign((size_t)K * n, 0);
   std::vector<int> iwork(8 * (size_t)K);
-  int info = 0, lwork = -1, ldu = std::max(1, M), ldvt = std::max(1, K), lda = std::max(1, M);
+  std::vector<T> ss(K), uu((size_t)m * K), vv((size_t)K * n);
+  int info = 0, lwork = -1;
   T query = 0;
-  gesdd("S", &M, &N, work.data(), &lda, ss.data(), vv.data(), &ldu, uu.data(), &ldvt, &query, &lwork, iwork.data(), &info);
+  // LAPACK is column-major. A tall matrix goes in as itself (a transposed copy), as PyTorch does:
+  // OpenBLAS's gesdd is markedly faster on M ≥ N there than on the wide transpose. A wide one goes
+  // in as Aᵀ without copying: Aᵀ = U'·S·V'ᵀ gives A = V'·S·U'ᵀ, so LAPACK's V'ᵀ (k × m, col-major)
+  // is our U (m × k, row-major) and its U' is our Vᵀ.
+  const bool tall = m > n;
+  const int M = tall ? (int)m : (int)n, N = tall ? (int)n : (int)m;
+  std::vector<T> work((size_t)m * n);
+  if (tall) {
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) work[(size_t)j * m + i] = a[i * n + j];
+  } else {
+    std::copy(a, a + m * n, work.begin());
+  }
+  const int lda = std::max(1, M), ldu = std::max(1, M), ldvt = std::max(1, K);
+  // Column-major outputs: Ucm (M × K), VTcm (K × N).
+  std::vector<T>& ucm = tall ? uu : vv;
+  std::vector<T>& vtcm = tall ? vv : uu;
+  gesdd("S", &M, &N, work.data(), &lda, ss.data(), ucm.data(), &ldu, vtcm.data(), &ldvt, &query, &lwork, iwork.data(), &info);
   if (info != 0) return info;
   lwork = (int)query;
   std::vector<T> scratch(std::max(1, lwork));
-  gesdd("S", &M, &N, work.data(), &lda, ss.data(), vv.data(), &ldu, uu.data(), &ldvt, scratch.data(), &lwork, iwork.data(), &info);
-  s.assign(ss.begin(), ss.end());
-  u.assign(uu.begin(), uu.end());
-  vt.assign(vv.begin(), vv.end());
+  gesdd("S", &M, &N, work.data(), &lda, ss.data(), ucm.data(), &ldu, vtcm.data(), &ldvt, scratch.data(), &lwork, iwork.data(), &info);
+  for (int i = 0; i < K; i++) s[i] = ss[i];
+  if (tall) {
+    // Ucm (m × K col-major) → U row-major; VTcm (K × n col-major) → Vᵀ row-major.
+    for (int64_t i = 0; i < m; i++)
+      for (int j = 0; j < K; j++) u[(size_t)i * K + j] = uu[(size_t)j * m + i];
+    for (int i = 0; i < K; i++)
+      for (int64_t j = 0; j < n; j++) vt[(size_t)i * n + j] = vv[(size_t)j * K + i];
+  } else {
+    // LAPACK's VTcm of Aᵀ (K × m col-major) is U row-major (m × K); its Ucm (n × K col-major) is Vᵀ row-major (K × n).
+    std::copy(uu.begin(), uu.end(), u.begin());
+    std::copy(vv.begin(), vv.end(), vt.begin());
+  }
   return info;
 }
 }  // namespace
