@@ -35,24 +35,42 @@ apt_missing() {
   echo "${missing[@]:-}"
 }
 
+# Backports packages whose installed major version is below 25 (Mesa) count as missing too.
+backports_missing() {
+  local missing=() p v
+  for p in "$@"; do
+    v="$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true)"
+    if [ -z "$v" ] || [ "${v%%.*}" -lt 25 ] 2>/dev/null; then missing+=("$p"); fi
+  done
+  echo "${missing[@]:-}"
+}
+
 ensure_system_packages() {
   [ ${#ECOMLA_APT_PACKAGES[@]} -gt 0 ] || [ ${#ECOMLA_BACKPORTS_PACKAGES[@]} -gt 0 ] || return 0
   if ! command -v apt-get >/dev/null; then
     say "not a Debian/Ubuntu machine: install ${ECOMLA_APT_PACKAGES[*]} ${ECOMLA_BACKPORTS_PACKAGES[*]} yourself"; return 0
   fi
   local missing; missing="$(apt_missing "${ECOMLA_APT_PACKAGES[@]}")"
-  local missing_bp; missing_bp="$(apt_missing "${ECOMLA_BACKPORTS_PACKAGES[@]}")"
+  local missing_bp; missing_bp="$(backports_missing "${ECOMLA_BACKPORTS_PACKAGES[@]}")"
+  local codename; codename="$(. /etc/os-release 2>/dev/null; echo "${VERSION_CODENAME:-}")"
   [ -z "$missing$missing_bp" ] && return 0
   say "installing system packages: $missing $missing_bp"
   export DEBIAN_FRONTEND=noninteractive
-  if [ -n "$missing_bp" ] && ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  if [ -n "$missing_bp" ] && [ "$codename" = bookworm ] && ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
     echo "deb http://deb.debian.org/debian bookworm-backports main" | as_root tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
   fi
   as_root apt-get update -qq
   # shellcheck disable=SC2086
   [ -n "$missing" ] && as_root apt-get install -y -qq --no-install-recommends $missing >/dev/null
   # shellcheck disable=SC2086
-  [ -n "$missing_bp" ] && as_root apt-get install -y -qq --no-install-recommends -t bookworm-backports $missing_bp >/dev/null
+  if [ -n "$missing_bp" ]; then
+    # Debian 12 needs bookworm-backports for Mesa 25; newer releases (and Ubuntu) ship it directly.
+    if [ "$codename" = bookworm ]; then
+      as_root apt-get install -y -qq --no-install-recommends -t bookworm-backports $missing_bp >/dev/null
+    else
+      as_root apt-get install -y -qq --no-install-recommends $missing_bp >/dev/null
+    fi
+  fi
   return 0
 }
 
