@@ -1,7 +1,6 @@
 // A 2-layer Llama-style model learns a copy task with AdamW, and memory stays flat while it trains.
 import t from "tap";
-import { AdamW, ReferenceBackend, Rng, Tensor, ops, tidy } from "@ecomla/core";
-import { TinyLM, copyBatch } from "./helpers/tiny-lm.js";
+import { AdamW, ReferenceBackend, Rng, Tensor, TinyLM, copyBatch, ops, tidy } from "@ecomla/core";
 
 const cfg = { vocab: 10, hidden: 32, layers: 2, heads: 4, kvHeads: 2, headDim: 8, intermediate: 64, maxPositions: 32 };
 

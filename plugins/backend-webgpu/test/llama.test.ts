@@ -3,9 +3,8 @@
 import t from "tap";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { AdamW, ReferenceBackend, Rng, SafetensorsCheckpoint, Tensor, loadLlama, ops, tidy, type TensorBackend } from "@ecomla/core";
+import { AdamW, ReferenceBackend, Rng, SafetensorsCheckpoint, Tensor, TinyLM, copyBatch, loadLlama, ops, tidy, type TensorBackend } from "@ecomla/core";
 import { createWebGpuBackend } from "@ecomla/backend-webgpu";
-import { TinyLM, copyBatch } from "./helpers/tiny-lm.js";
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "packages", "core", "test", "fixtures", "llama");
 const TOL = 1e-4;

@@ -7,3 +7,4 @@ export { CONFORMANCE_KERNELS, runConformance } from "./run.js";
 export { type CompositionOptions, runCompositionChecks } from "./composition.js";
 export { type F64Backend, type GradCheckOptions, FD_EPS, FD_TOLERANCE, runGradChecks } from "./gradcheck.js";
 export { type TapLike, conformanceTap, gradCheckTap } from "./tap.js";
+export { TinyLM, copyBatch, type TinyConfig } from "./tiny-lm.js";
