@@ -76,7 +76,7 @@ ensure_system_packages() {
 
 ensure_workspace() {
   say "installing dependencies (pnpm install)"
-  pnpm install --frozen-lockfile --reporter=silent
+  pnpm install --frozen-lockfile
   say "building (tsc -b)"
   pnpm run --silent build
 }
