@@ -168,10 +168,13 @@ function lossCurvesSvg(runs: { name: string; points: [number, number][] }[]): st
 
 /** The paper-style markdown table. */
 export function demoTable(results: DemoModelResult[], tasks: string[]): string {
-  const header = ["model", "init", "KV %", "ratio", ...tasks, "average", "% of teacher"];
+  // The validation KL to the teacher (nats/token, after distillation) separates students that
+  // tiny-model task scores, a few points above chance, cannot.
+  const header = ["model", "init", "KV %", "ratio", ...tasks, "average", "% of teacher", "val KL to teacher"];
   const rows = results.map((r) => [
     r.name, r.init, (100 * r.kvFraction).toFixed(1), `${r.compressionRatio.toFixed(1)}×`,
     ...tasks.map((t) => mainMetric(r.tasks[t] ?? {}).toFixed(4)), r.average.toFixed(4), `${r.percentOfTeacher.toFixed(1)}%`,
+    r.training?.lastKl === undefined ? "—" : `${r.training.firstKl?.toFixed(3) ?? "?"} → ${r.training.lastKl.toFixed(3)}`,
   ]);
   const line = (c: string[]) => `| ${c.join(" | ")} |`;
   return [line(header), line(header.map((_, i) => (i < 2 ? "---" : "---:"))), ...rows.map(line)].join("\n");
@@ -271,7 +274,10 @@ export async function runDemo(options: DemoOptions, env: DemoEnvironment): Promi
     "",
     table,
     "",
-    svd && random ? `SVD init vs random init at 15.6% KV: ${svd.average.toFixed(4)} vs ${random.average.toFixed(4)} average.` : "",
+    svd && random
+      ? `SVD init vs random init at 15.6% KV: ${svd.average.toFixed(4)} vs ${random.average.toFixed(4)} average; validation KL to the teacher ` +
+        `${svd.training?.firstKl?.toFixed(3)} vs ${random.training?.firstKl?.toFixed(3)} at step 0 and ${svd.training?.lastKl?.toFixed(3)} vs ${random.training?.lastKl?.toFixed(3)} after distillation (lower is closer).`
+      : "",
     "",
     "![score vs KV](score-vs-kv.svg)",
     "",
