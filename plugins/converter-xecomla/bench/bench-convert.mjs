@@ -2,7 +2,7 @@
 // Times `ecomla convert` on a checkpoint (wall time and peak RSS of the whole command) beside the
 // same SVDs done by PyTorch's torch.linalg.svd (float32, thin and full as the seed calls it), in
 // one run. PyTorch is only a baseline here. Usage (from the repo root):
-//   node plugins/converter-xecomla/bench/bench-convert.mjs MODEL_DIR [--kv-rank 128 --q-rank 1344 --rope-dim 32]
+//   node plugins/converter-xecomla/bench/bench-convert.mjs MODEL_DIR [--with-full] [--kv-rank 128 --q-rank 1344 --rope-dim 32]
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
@@ -11,7 +11,10 @@ import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const bin = resolve(here, "../../../packages/cli/dist/bin.js");
-const [model, ...rest] = process.argv.slice(2);
+const args = process.argv.slice(2);
+// --with-full also times torch.linalg.svd(full_matrices=True), the seed's exact call (slow: U is m × m).
+const withFull = args.includes("--with-full");
+const [model, ...rest] = args.filter((a) => a !== "--with-full");
 if (!model) {
   console.error("usage: bench-convert.mjs MODEL_DIR [convert flags]");
   process.exit(2);
@@ -37,7 +40,7 @@ const torch = (full) => {
   return JSON.parse(r.stdout);
 };
 const thin = torch(false);
-const full = torch(true);
+const full = withFull ? torch(true) : { skipped: "pass --with-full" };
 console.log(JSON.stringify({
   model, threads, flags,
   ecomla: { convertSeconds: +convertSeconds.toFixed(2), innerSeconds: report.seconds, peakRssMB: Math.round(peakRssKb / 1024), compressionRatio: report.compressionRatio },
