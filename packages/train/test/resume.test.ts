@@ -1,53 +1,14 @@
 // kill -9 of `ecomla distill` at a random step, then --resume: the final weights are bit-identical
 // to those of an uninterrupted run; and unknown config keys are errors naming the key and the file.
 import t from "tap";
-import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Rng } from "@ecomla/core";
-import { cliBin, modelWithTokenizer, studentDir, syntheticDocs, teacherDir } from "./helpers/fixtures.js";
+import { cliBin, cliDistillSetup } from "./helpers/fixtures.js";
 
-const root = mkdtempSync(join(tmpdir(), "ecomla-resume-"));
-const student = modelWithTokenizer(studentDir, join(root, "student"));
-const dataset = join(root, "corpus.jsonl");
-writeFileSync(dataset, syntheticDocs(60, 11).map((text) => JSON.stringify({ text })).join("\n") + "\n");
-const plugin = join(import.meta.dirname, "helpers", "test-loss-plugin.mjs");
 const STEPS = 16;
-
-function config(name: string, extra = ""): string {
-  const file = join(root, `${name}.yaml`);
-  writeFileSync(
-    file,
-    `plugins: [${JSON.stringify(plugin)}]
-student: ${student}
-teacher: ${teacherDir}
-dataset: ${dataset}
-backend: reference
-loss: forward-kl
-seq_len: 8
-per_device_train_batch_size: 2
-gradient_accumulation_steps: 2
-learning_rate: 5.0e-3
-warmup_ratio: 0.1
-lr_scheduler_type: cosine
-weight_decay: 0.01
-max_grad_norm: 1.0
-max_steps: ${STEPS}
-eval_steps: 8
-save_steps: 2
-save_total_limit: 2
-seed: 42
-output_dir: ${join(root, name)}
-${extra}`,
-  );
-  return file;
-}
-
-function ecomla(args: string[]) {
-  const r = spawnSync(process.execPath, [cliBin, ...args], { encoding: "utf8" });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const { root, config, ecomla } = cliDistillSetup("ecomla-resume-", STEPS);
 
 t.test("kill -9 at a random step, then --resume: bit-identical final weights", async (t) => {
   const straight = ecomla(["distill", "--config", config("straight"), "--json"]);

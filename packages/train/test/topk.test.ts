@@ -1,52 +1,12 @@
 // `ecomla distill --write-topk K` writes the teacher's top-k log-probs for the run's batches, and a
 // top-k file teacher then trains the student.
 import t from "tap";
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { cliBin, modelWithTokenizer, studentDir, syntheticDocs, teacherDir } from "./helpers/fixtures.js";
+import { cliDistillSetup } from "./helpers/fixtures.js";
 
-const root = mkdtempSync(join(tmpdir(), "ecomla-topk-"));
-const student = modelWithTokenizer(studentDir, join(root, "student"));
-const dataset = join(root, "corpus.jsonl");
-writeFileSync(dataset, syntheticDocs(60, 11).map((text) => JSON.stringify({ text })).join("\n") + "\n");
-const plugin = join(import.meta.dirname, "helpers", "test-loss-plugin.mjs");
 const STEPS = 16;
-
-function config(name: string, extra = ""): string {
-  const file = join(root, `${name}.yaml`);
-  writeFileSync(
-    file,
-    `plugins: [${JSON.stringify(plugin)}]
-student: ${student}
-teacher: ${teacherDir}
-dataset: ${dataset}
-backend: reference
-loss: forward-kl
-seq_len: 8
-per_device_train_batch_size: 2
-gradient_accumulation_steps: 2
-learning_rate: 5.0e-3
-warmup_ratio: 0.1
-lr_scheduler_type: cosine
-weight_decay: 0.01
-max_grad_norm: 1.0
-max_steps: ${STEPS}
-eval_steps: 8
-save_steps: 2
-save_total_limit: 2
-seed: 42
-output_dir: ${join(root, name)}
-${extra}`,
-  );
-  return file;
-}
-
-function ecomla(args: string[]) {
-  const r = spawnSync(process.execPath, [cliBin, ...args], { encoding: "utf8" });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const { root, config, ecomla } = cliDistillSetup("ecomla-topk-", STEPS);
 
 t.test("--write-topk writes the teacher's top-k, and a top-k teacher trains the student", async (t) => {
   const file = config("topk");

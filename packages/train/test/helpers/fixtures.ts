@@ -1,6 +1,8 @@
 // Shared test fixtures: the tiny Llama/MLA checkpoints of core, a character tokenizer with a vocabulary
 // that fits their 96 ids, synthetic text, and a minimal forward-KL loss registered the way a plugin would.
-import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HfTokenizer, Rng, createScope, differentiateLoss, ops, provide, registryOf } from "@ecomla/core";
@@ -73,4 +75,46 @@ export function testLoss(): DistillationLoss {
   const scope = createScope();
   provide(scope, "loss", "forward-kl", { useValue: new TestForwardKl() });
   return registryOf(scope).resolve("loss", "forward-kl");
+}
+
+/** A scratch folder with the student, a synthetic corpus, and a writer of small distill configs run through the CLI. */
+export function cliDistillSetup(prefix: string, steps: number) {
+  const root = mkdtempSync(join(tmpdir(), prefix));
+  const student = modelWithTokenizer(studentDir, join(root, "student"));
+  const dataset = join(root, "corpus.jsonl");
+  writeFileSync(dataset, syntheticDocs(60, 11).map((text) => JSON.stringify({ text })).join("\n") + "\n");
+  const plugin = join(here, "test-loss-plugin.mjs");
+  const config = (name: string, extra = ""): string => {
+    const file = join(root, `${name}.yaml`);
+    writeFileSync(
+      file,
+      `plugins: [${JSON.stringify(plugin)}]
+student: ${student}
+teacher: ${teacherDir}
+dataset: ${dataset}
+backend: reference
+loss: forward-kl
+seq_len: 8
+per_device_train_batch_size: 2
+gradient_accumulation_steps: 2
+learning_rate: 5.0e-3
+warmup_ratio: 0.1
+lr_scheduler_type: cosine
+weight_decay: 0.01
+max_grad_norm: 1.0
+max_steps: ${steps}
+eval_steps: 8
+save_steps: 2
+save_total_limit: 2
+seed: 42
+output_dir: ${join(root, name)}
+${extra}`,
+    );
+    return file;
+  };
+  const ecomla = (args: string[]) => {
+    const r = spawnSync(process.execPath, [cliBin, ...args], { encoding: "utf8" });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  return { root, student, dataset, config, ecomla };
 }
