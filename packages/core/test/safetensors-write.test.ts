@@ -184,12 +184,38 @@ t.test("atomic: a throwing lazy tensor leaves the old file intact and no tempora
   await file.close();
 });
 
+t.test("raw bytes in the stored dtype are written unchanged (a tensor copied from another checkpoint)", async (t) => {
+  const source = join(dir, "raw-source.safetensors");
+  const copy = join(dir, "raw-copy.safetensors");
+  // 1/3 and -2.5e-3 in bf16 and f16 are not exact, so a decode → re-encode round trip is checked too.
+  const values = new Float32Array([1 / 3, -2.5e-3, 7, 0]);
+  await writeSafetensors(source, [
+    { name: "b", dtype: "BF16", shape: [2, 2], data: values },
+    { name: "h", dtype: "F16", shape: [4], data: values },
+  ]);
+  const file = await SafetensorsFile.open(source);
+  const b = await file.read("b");
+  const h = await file.read("h");
+  await writeSafetensors(copy, [
+    { name: "b", dtype: "BF16", shape: [2, 2], data: b.data },
+    { name: "h", dtype: "F16", shape: [4], data: async () => h.data },
+  ]);
+  const again = await SafetensorsFile.open(copy);
+  t.same([...(await again.read("b")).data], [...b.data]);
+  t.same([...(await again.read("h")).data], [...h.data]);
+  t.same([...(await again.readF32("b"))], [...(await file.readF32("b"))]);
+  t.same(readFileSync(copy), readFileSync(source), "same tensors, same layout: the files are byte-identical");
+  await file.close();
+  await again.close();
+});
+
 t.test("writer input validation names the tensor and what was found", async (t) => {
   const path = join(dir, "bad.safetensors");
   const cases: [TensorToWrite[], RegExp][] = [
     [[{ name: "w", dtype: "F32", shape: [2], data: new Int32Array(2) }], /tensor w for .*bad\.safetensors: dtype F32 needs a Float32Array, found Int32Array/],
     [[{ name: "i", dtype: "I32", shape: [2], data: new Float32Array(2) }], /tensor i for .*: dtype I32 needs an Int32Array, found Float32Array/],
     [[{ name: "w", dtype: "F32", shape: [2, 3], data: new Float32Array(5) }], /tensor w for .*: shape \[2, 3\] has 6 elements, data has 5/],
+    [[{ name: "w", dtype: "BF16", shape: [2, 3], data: new Uint8Array(11) }], /tensor w for .*: shape \[2, 3\] in BF16 takes 12 bytes, the raw data has 11/],
     [[{ name: "w", dtype: "F64" as "F32", shape: [1], data: new Float32Array(1) }], /tensor w for .*: cannot write dtype "F64"; supported: F32, BF16, F16, I32/],
     [[{ name: "w", dtype: "F32", shape: [-1], data: new Float32Array(1) }], /tensor w for .*: shape must be an array of non-negative integers, found \[-1\]/],
     [

@@ -10,8 +10,12 @@ import { SAFETENSORS_DTYPE_BYTES, SafetensorsError, formatShape, numelOf } from 
 /** The dtypes the writer stores. */
 export type WritableDtype = "F32" | "BF16" | "F16" | "I32";
 
-/** Host data of a tensor to write: Float32Array for F32/BF16/F16, Int32Array for I32. */
-export type TensorData = Float32Array | Int32Array;
+/**
+ * Host data of a tensor to write: Float32Array for F32/BF16/F16, Int32Array for I32, or a
+ * Uint8Array of bytes already in the stored dtype (numel × dtype size, little-endian), written as
+ * they are — how a tensor copied from another checkpoint skips decoding and re-encoding.
+ */
+export type TensorData = Float32Array | Int32Array | Uint8Array;
 
 /** One tensor to write; `data` may be a function so a caller can produce tensors only when their turn comes. */
 export interface TensorToWrite {
@@ -116,11 +120,18 @@ export function layoutSafetensors(path: string, tensors: readonly TensorToWrite[
 /** Checks a tensor's host data type and length against its dtype and shape. */
 function checkData(tensor: TensorToWrite, data: unknown, path: string): asserts data is TensorData {
   const where = `tensor ${tensor.name} for ${path}`;
+  if (data instanceof Uint8Array) {
+    const bytes = storedByteLength(tensor);
+    if (data.byteLength !== bytes) {
+      throw new SafetensorsError(`${where}: shape ${formatShape(tensor.shape)} in ${tensor.dtype} takes ${bytes} bytes, the raw data has ${data.byteLength}`);
+    }
+    return;
+  }
   const wantInt = tensor.dtype === "I32";
   const ok = wantInt ? data instanceof Int32Array : data instanceof Float32Array;
   if (!ok) {
     const found = data === null || typeof data !== "object" ? String(data) : (data as object).constructor.name;
-    throw new SafetensorsError(`${where}: dtype ${tensor.dtype} needs ${wantInt ? "an Int32Array" : "a Float32Array"}, found ${found}`);
+    throw new SafetensorsError(`${where}: dtype ${tensor.dtype} needs ${wantInt ? "an Int32Array" : "a Float32Array"}, found ${found} (raw bytes in the stored dtype may be given as a Uint8Array)`);
   }
   const numel = numelOf(tensor.shape);
   if ((data as TensorData).length !== numel) {
@@ -159,7 +170,7 @@ function encodeF16(values: Float32Array, start: number, count: number, out: Uint
 
 /** Writes one tensor's data at `position`, converting to 16 bits chunk by chunk. */
 async function writeTensorData(handle: FileHandle, dtype: WritableDtype, data: TensorData, position: number, path: string): Promise<void> {
-  if (dtype === "F32" || dtype === "I32") {
+  if (data instanceof Uint8Array || dtype === "F32" || dtype === "I32") {
     await writeFully(handle, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), position, path);
     return;
   }

@@ -170,7 +170,8 @@ export async function convertCheckpoint(
     for (const name of ckpt.names()) {
       const m = /^model\.layers\.(\d+)\.self_attn\.(q_proj|k_proj|v_proj|o_proj)\.weight$/.exec(name);
       if (m && converting.has(Number(m[1]))) continue;
-      tensors.push({ name, dtype: dtypeOf(name), shape: [...ckpt.info(name).shape], data: () => ckpt.readF32(name) });
+      // Copied as stored bytes: no decode to f32 and re-encode.
+      tensors.push({ name, dtype: dtypeOf(name), shape: [...ckpt.info(name).shape], data: async () => (await ckpt.read(name)).data });
     }
     for (const i of layers) {
       for (const [w, t] of Object.entries(results.get(i)!.weights)) {
