@@ -1,6 +1,6 @@
 // What every MLA converter shares: option checks and the seed's per-head row layout.
 import { EcomlaError, type AttentionLayerConfig, type AttentionLayerWeights, type MlaConversionOptions } from "@ecomla/core";
-import { rows } from "./linalg.js";
+import { rows, type RowStack } from "./linalg.js";
 
 /** Options after validation, with the layer's sizes. */
 export interface MlaLayout {
@@ -31,24 +31,30 @@ export function mlaLayout(config: AttentionLayerConfig, options: MlaConversionOp
 
 /**
  * The seed's key/value stack: W_k and W_v repeat-interleaved from n_kv to n_h heads and stacked
- * [K; V] ((2·n_h·d_h) × d), plus W_k averaged over its n_kv heads (d_h × d).
+ * [K; V] ((2·n_h·d_h) × d) — kept as its 2·n_kv·d_h distinct rows ([W_k; W_v]) and which of them
+ * each stack row is — plus W_k averaged over its n_kv heads (d_h × d).
  */
-export function kvStack(weights: AttentionLayerWeights, l: MlaLayout): { stack: Float32Array; kAvg: Float64Array } {
+export function kvStack(weights: AttentionLayerWeights, l: MlaLayout): { stack: RowStack; kAvg: Float64Array } {
   const k = weights.k_proj.data;
   const v = weights.v_proj.data;
   const { d, heads, kvHeads, headDim } = l;
   const group = heads / kvHeads;
   const block = headDim * d;
   // float32, like the seed's weights: the SVD then runs in single precision.
-  const stack = new Float32Array(2 * heads * block);
+  const distinct = new Float32Array(2 * kvHeads * block);
+  distinct.set(k.subarray(0, kvHeads * block));
+  distinct.set(v.subarray(0, kvHeads * block), kvHeads * block);
+  const source = new Int32Array(2 * heads * headDim);
   for (let h = 0; h < heads; h++) {
     const src = Math.floor(h / group);
-    stack.set(k.subarray(src * block, (src + 1) * block), h * block);
-    stack.set(v.subarray(src * block, (src + 1) * block), (heads + h) * block);
+    for (let r = 0; r < headDim; r++) {
+      source[h * headDim + r] = src * headDim + r;
+      source[(heads + h) * headDim + r] = (kvHeads + src) * headDim + r;
+    }
   }
   const kAvg = new Float64Array(block);
   for (let g = 0; g < kvHeads; g++) for (let i = 0; i < block; i++) kAvg[i]! += k[g * block + i]! / kvHeads;
-  return { stack, kAvg };
+  return { stack: { distinct, k: 2 * kvHeads * headDim, source }, kAvg };
 }
 
 /** Per head, rows [start, start+count) of a (heads·headDim) × n matrix, stacked head by head. */

@@ -10,6 +10,74 @@ export async function svd(a: Float32Array | Float64Array, m: number, n: number, 
   return context.capabilities.svd ? context.capabilities.svd(a, m, n) : jacobiSvd(a, m, n);
 }
 
+/**
+ * A matrix whose m rows are copies of k distinct rows, as the repeat-interleaved K/V stacks of a
+ * GQA model: row i is `distinct` row `source[i]`.
+ */
+export interface RowStack {
+  readonly distinct: Float32Array;
+  readonly k: number;
+  readonly source: Int32Array;
+}
+
+/** The stack written out row by row (m × n, float32). */
+export function materialize(stack: RowStack, n: number): Float32Array {
+  const out = new Float32Array(stack.source.length * n);
+  stack.source.forEach((j, i) => out.set(stack.distinct.subarray(j * n, (j + 1) * n), i * n));
+  return out;
+}
+
+/** Thin factors of a row stack: `columns` singular vectors in u (m × columns) and vt (columns × n); s holds all min(m, n). */
+export interface StackSvd extends SvdResult {
+  readonly columns: number;
+}
+
+/**
+ * Thin SVD of a row stack, computed on its k distinct rows. With P the m × k row-picking matrix and
+ * c_j the copies of row j, stack = P·D and P·C^(-1/2) has orthonormal columns, so an SVD
+ * C^(1/2)·D = U'·S·Vᵀ gives stack = (P·C^(-1/2)·U')·S·Vᵀ exactly: the same S and V, and row i of U
+ * is U'[source[i]] / √c. The SVD runs on k rows instead of m (GQA with 4 query heads per key head:
+ * k = m/4). The stack has at most k non-zero singular values; s is padded with zeros to min(m, n).
+ * A caller that needs more than `columns` singular vectors calls `svd` on the materialized stack.
+ */
+export async function stackSvd(stack: RowStack, n: number, context: ConversionContext): Promise<StackSvd> {
+  const m = stack.source.length;
+  const copies = new Float64Array(stack.k);
+  for (const j of stack.source) copies[j]! += 1;
+  if (stack.k >= m || copies.some((c) => c === 0)) {
+    const whole = await svd(materialize(stack, n), m, n, context);
+    return { ...whole, columns: whole.s.length };
+  }
+  const scaled = new Float32Array(stack.distinct.length);
+  for (let j = 0; j < stack.k; j++) {
+    const c = Math.sqrt(copies[j]!);
+    for (let x = j * n; x < (j + 1) * n; x++) scaled[x] = stack.distinct[x]! * c;
+  }
+  const r = await svd(scaled, stack.k, n, context);
+  const columns = r.s.length;
+  const u = new Float64Array(m * columns);
+  stack.source.forEach((j, i) => {
+    const c = 1 / Math.sqrt(copies[j]!);
+    for (let x = 0; x < columns; x++) u[i * columns + x] = r.u[j * columns + x]! * c;
+  });
+  const s = new Float64Array(Math.min(m, n));
+  s.set(r.s);
+  return { u, s, vt: r.vt, columns };
+}
+
+/**
+ * `stackSvd`, with the rank chosen from the singular values by `rankOf`; when the rank asks for
+ * more singular vectors than the distinct rows give (directions of zero singular value), the SVD
+ * is redone on the materialized stack, as the seed does.
+ */
+export async function rankedStackSvd(stack: RowStack, n: number, context: ConversionContext, rankOf: (s: Float64Array) => number): Promise<StackSvd & { rank: number }> {
+  const first = await stackSvd(stack, n, context);
+  const rank = rankOf(first.s);
+  if (rank <= first.columns) return { ...first, rank };
+  const whole = await svd(materialize(stack, n), stack.source.length, n, context);
+  return { ...whole, columns: whole.s.length, rank };
+}
+
 /** r rounded up to a multiple of divisor. */
 export function roundUp(r: number, divisor: number): number {
   return Math.ceil(r / divisor) * divisor;

@@ -1,5 +1,5 @@
 import { EcomlaError, type AttentionConverter, type AttentionLayerConfig, type AttentionLayerWeights, type ConversionContext, type ConvertedAttention, type MlaConversionOptions } from "@ecomla/core";
-import { checkRank, energyKept, energyRank, host, leftColumns, roundUp, sigmaVt, svd } from "./linalg.js";
+import { checkRank, energyKept, energyRank, host, leftColumns, rankedStackSvd, roundUp, sigmaVt, stackSvd, svd } from "./linalg.js";
 import { mlaLayout, type MlaLayout } from "./layout.js";
 
 /**
@@ -52,34 +52,35 @@ export class PartialRopeConverter implements AttentionConverter {
     return { l, picks, ropeRows, nopeRows };
   }
 
-  /** [K_nope; V] repeat-interleaved to n_h heads ((n_h·d_nope + n_h·d_h) × d), and the head-averaged RoPE rows of W_k. */
+  /** [K_nope; V] repeat-interleaved to n_h heads ((n_h·d_nope + n_h·d_h) × d, kept as its distinct rows), and the head-averaged RoPE rows of W_k. */
   private kvStack(weights: AttentionLayerWeights, l: MlaLayout, ropeRows: number[], nopeRows: number[]) {
     const { d, heads, kvHeads, headDim } = l;
     const group = heads / kvHeads;
     const k = weights.k_proj.data;
     const v = weights.v_proj.data;
-    const stack = new Float32Array((heads * nopeRows.length + heads * headDim) * d);
-    let at = 0;
+    const nope = nopeRows.length;
+    // Distinct rows: [each key head's non-RoPE rows ; W_v].
+    const distinct = new Float32Array((kvHeads * nope + kvHeads * headDim) * d);
+    for (let g = 0; g < kvHeads; g++) nopeRows.forEach((r, j) => distinct.set(k.subarray((g * headDim + r) * d, (g * headDim + r + 1) * d), (g * nope + j) * d));
+    distinct.set(v.subarray(0, kvHeads * headDim * d), kvHeads * nope * d);
+    const rows = heads * nope + heads * headDim;
+    const source = new Int32Array(rows);
     for (let h = 0; h < heads; h++) {
       const g = Math.floor(h / group);
-      for (const r of nopeRows) stack.set(k.subarray((g * headDim + r) * d, (g * headDim + r + 1) * d), (at++) * d);
-    }
-    for (let h = 0; h < heads; h++) {
-      const g = Math.floor(h / group);
-      stack.set(v.subarray(g * headDim * d, (g + 1) * headDim * d), at * d);
-      at += headDim;
+      for (let j = 0; j < nope; j++) source[h * nope + j] = g * nope + j;
+      for (let r = 0; r < headDim; r++) source[heads * nope + h * headDim + r] = kvHeads * nope + g * headDim + r;
     }
     const kPe = new Float64Array(ropeRows.length * d);
     ropeRows.forEach((r, j) => {
       for (let g = 0; g < kvHeads; g++) for (let c = 0; c < d; c++) kPe[j * d + c]! += k[(g * headDim + r) * d + c]! / kvHeads;
     });
-    return { stack, rows: heads * nopeRows.length + heads * headDim, kPe };
+    return { stack: { distinct, k: kvHeads * (nope + headDim), source }, rows, kPe };
   }
 
   async kvSpectrum(config: AttentionLayerConfig, weights: AttentionLayerWeights, options: MlaConversionOptions, context: ConversionContext): Promise<Float64Array> {
     const { l, ropeRows, nopeRows } = this.layout(config, weights, options);
     const kv = this.kvStack(weights, l, ropeRows, nopeRows);
-    return (await svd(kv.stack, kv.rows, l.d, context)).s;
+    return (await stackSvd(kv.stack, l.d, context)).s;
   }
 
   async convert(config: AttentionLayerConfig, weights: AttentionLayerWeights, options: MlaConversionOptions, context: ConversionContext): Promise<ConvertedAttention> {
@@ -108,15 +109,15 @@ export class PartialRopeConverter implements AttentionConverter {
       report["q_energy_kept"] = +energyKept(q.s, qRank).toFixed(6);
     }
     const kv = this.kvStack(weights, l, ropeRows, nopeRows);
-    const s = await svd(kv.stack, kv.rows, d, context);
-    const kvRank = dynamic && options.kvEnergy !== undefined ? energyRank(s.s, options.kvEnergy, divisor) : roundUp(options.kvLoraRank, divisor);
+    const s = await rankedStackSvd(kv.stack, d, context, (sv) => (dynamic && options.kvEnergy !== undefined ? energyRank(sv, options.kvEnergy, divisor) : roundUp(options.kvLoraRank, divisor)));
+    const kvRank = s.rank;
     checkRank(`${this.name} layer ${config.layerIndex} kv_lora_rank`, kvRank, kv.rows, d);
     const kvA = new Float64Array((kvRank + ropeRows.length) * d);
     kvA.set(sigmaVt(s.s, s.vt, d, kvRank));
     kvA.set(kv.kPe, kvRank * d);
     w["kv_a_proj_with_mqa"] = host(kvA, [kvRank + ropeRows.length, d]);
     // kv_b per head: [its d_nope key rows ; its d_v value rows] of U.
-    const u = leftColumns(s.u, kv.rows, s.s.length, kvRank);
+    const u = leftColumns(s.u, kv.rows, s.columns, kvRank);
     const nope = nopeRows.length;
     const kvB = new Float64Array(heads * (nope + headDim) * kvRank);
     for (let h = 0; h < heads; h++) {

@@ -1,5 +1,5 @@
 import type { AttentionConverter, AttentionLayerConfig, AttentionLayerWeights, ConversionContext, ConvertedAttention, MlaConversionOptions } from "@ecomla/core";
-import { checkRank, energyKept, energyRank, f64, host, leftColumns, roundUp, sigmaVt, svd, vstack } from "./linalg.js";
+import { checkRank, energyKept, energyRank, f64, host, leftColumns, rankedStackSvd, roundUp, sigmaVt, stackSvd, svd, vstack } from "./linalg.js";
 import { headRows, kvStack, mlaLayout } from "./layout.js";
 
 /**
@@ -12,7 +12,7 @@ export class XEcoMlaConverter implements AttentionConverter {
 
   async kvSpectrum(config: AttentionLayerConfig, weights: AttentionLayerWeights, options: MlaConversionOptions, context: ConversionContext): Promise<Float64Array> {
     const l = mlaLayout(config, options, this.name);
-    return (await svd(kvStack(weights, l).stack, 2 * l.heads * l.headDim, l.d, context)).s;
+    return (await stackSvd(kvStack(weights, l).stack, l.d, context)).s;
   }
 
   async convert(config: AttentionLayerConfig, weights: AttentionLayerWeights, options: MlaConversionOptions, context: ConversionContext): Promise<ConvertedAttention> {
@@ -42,12 +42,13 @@ export class XEcoMlaConverter implements AttentionConverter {
     // Keys/values: joint SVD of [K; V] (repeat-interleaved); kv_a = [diag(S) Vᵀ ; k_avg's last d_rope rows].
     const { stack, kAvg } = kvStack(weights, l);
     const m = 2 * heads * headDim;
-    const kv = await svd(stack, m, d, context);
-    const kvRank = dynamic && options.kvEnergy !== undefined ? energyRank(kv.s, options.kvEnergy, divisor) : roundUp(options.kvLoraRank, divisor);
+    // On the distinct rows of the stack: the same factors as the seed's SVD of the whole stack.
+    const kv = await rankedStackSvd(stack, d, context, (s) => (dynamic && options.kvEnergy !== undefined ? energyRank(s, options.kvEnergy, divisor) : roundUp(options.kvLoraRank, divisor)));
+    const kvRank = kv.rank;
     checkRank(`${this.name} layer ${config.layerIndex} kv_lora_rank`, kvRank, m, d);
     outWeights["kv_a_proj_with_mqa"] = host(vstack([sigmaVt(kv.s, kv.vt, d, kvRank), kAvg.slice((headDim - rope) * d, headDim * d)]), [kvRank + rope, d]);
     // kv_b per head: [first d_nope rows of its U_k block ; all d_v rows of its U_v block].
-    const u = leftColumns(kv.u, m, kv.s.length, kvRank);
+    const u = leftColumns(kv.u, m, kv.columns, kvRank);
     const kvB = new Float64Array(heads * (nope + headDim) * kvRank);
     let at = 0;
     for (let h = 0; h < heads; h++) {
