@@ -25,7 +25,7 @@ import {
   type UnaryOp,
 } from "@ecomla/core";
 import * as attention from "./kernels/attention.js";
-import type { Arg, Launcher } from "./kernels/common.js";
+import type { Arg, BindingLimits, Launcher } from "./kernels/common.js";
 import * as elementwise from "./kernels/elementwise.js";
 import { gemm } from "./kernels/gemm.js";
 import * as layout from "./kernels/layout.js";
@@ -54,6 +54,15 @@ export class WebGpuBuffer implements DeviceBuffer {
 
 const HOST_ARRAY_NAME: Record<DType, string> = { f32: "Float32Array", i32: "Int32Array", bf16: "Uint16Array", f16: "Uint16Array" };
 
+/** Options of a {@link WebGpuBackend}. */
+export interface WebGpuBackendOptions {
+  /**
+   * Pretend storage bindings may span at most this many bytes (below the device's
+   * maxStorageBufferBindingSize), so the chunked kernel paths run on small tensors; for tests.
+   */
+  maxStorageBindingBytes?: number;
+}
+
 /** See the file comment. */
 export class WebGpuBackend implements TensorBackend, Launcher {
   readonly name = "webgpu";
@@ -61,29 +70,45 @@ export class WebGpuBackend implements TensorBackend, Launcher {
   readonly runtime: GpuRuntime;
   private readonly pool: BufferPool;
   private readonly stats: BackendMemoryStats = { liveBuffers: 0, liveBytes: 0, peakBytes: 0, allocCount: 0 };
+  /** Storage-binding limits the kernels split their work by. */
+  readonly limits: BindingLimits;
 
   /** Use {@link createWebGpuBackend}; `adapterInfo` names the GPU (or lavapipe). */
   constructor(
     readonly device: GPUDevice,
     readonly adapterInfo = "",
+    options: WebGpuBackendOptions = {},
   ) {
     this.runtime = new GpuRuntime(device);
-    this.pool = new BufferPool(device);
+    this.pool = new BufferPool(device, undefined, device.limits.maxBufferSize);
+    const alignBytes = device.limits.minStorageBufferOffsetAlignment;
+    let maxBytes = device.limits.maxStorageBufferBindingSize;
+    const asked = options.maxStorageBindingBytes;
+    if (asked !== undefined) {
+      const least = 4 * Math.max(alignBytes, 16);
+      if (!Number.isInteger(asked) || asked < least || asked % 4 !== 0) {
+        throw new EcomlaError(`WebGpuBackend: maxStorageBindingBytes must be a multiple of 4 and ≥ ${least} (4 × the offset alignment), found ${asked}`);
+      }
+      maxBytes = Math.min(maxBytes, asked);
+    }
+    this.limits = { maxBytes, alignBytes };
   }
 
   // ---- Launcher -------------------------------------------------------------------------------------
 
   launch(key: string, source: () => string, args: readonly Arg[], params: ArrayBuffer | null, groups: readonly [number, number?, number?]): void {
     // WebGPU forbids binding one buffer both writable and anywhere else in a dispatch, so a read
-    // argument aliasing a written one (in-place unary, grad aliasing logits) reads a copy.
+    // argument aliasing a written one (in-place unary, grad aliasing logits) reads a copy of its window.
     const written = new Set(args.filter((a) => a.write).map((a) => a.buffer));
     const copies: GPUBuffer[] = [];
-    const bound = args.map((a) => {
+    const bound = args.map((a): Arg => {
       if (a.write || !written.has(a.buffer)) return a;
-      const copy = this.scratch(a.buffer.size);
-      this.runtime.copy(a.buffer, 0, copy, 0, a.buffer.size);
+      const offset = a.offset ?? 0;
+      const size = a.size ?? a.buffer.size - offset;
+      const copy = this.scratch(size);
+      this.runtime.copy(a.buffer, offset, copy, 0, size);
       copies.push(copy);
-      return { buffer: copy };
+      return { buffer: copy, offset: 0, size };
     });
     this.runtime.dispatch(this.runtime.pipeline(key, source), bound, params, groups);
     for (const copy of copies) this.release(copy);
@@ -120,6 +145,10 @@ export class WebGpuBackend implements TensorBackend, Launcher {
   alloc(dtype: DType, length: number): DeviceBuffer {
     if (!(dtype in DTYPE_BYTES)) throw new ShapeError(`WebGpuBackend.alloc: unknown dtype ${JSON.stringify(dtype)}`);
     if (!Number.isInteger(length) || length < 0) throw new ShapeError(`WebGpuBackend.alloc: length must be an integer ≥ 0, found ${length}`);
+    const bytes = storageBytes(dtype, length);
+    if (bytes > this.device.limits.maxBufferSize) {
+      throw new ShapeError(`WebGpuBackend.alloc: ${length} ${dtype} elements take ${bytes} bytes, more than the device's maxBufferSize of ${this.device.limits.maxBufferSize} bytes`);
+    }
     const buf = new WebGpuBuffer(this, dtype, length, this.pool.acquire(storageBytes(dtype, length)));
     this.stats.liveBuffers++;
     this.stats.liveBytes += length * DTYPE_BYTES[dtype];
@@ -303,7 +332,8 @@ export class WebGpuBackend implements TensorBackend, Launcher {
   rope(args: RopeArgs): void {
     if (args.headDim % 2 !== 0) throw new ShapeError(`WebGpuBackend.rope: headDim must be even, found ${args.headDim}`);
     const positions = args.positions === undefined ? null : this.g("rope", "positions", args.positions, "i32");
-    rope(this, { ...args, x: this.g("rope", "x", args.x), out: this.g("rope", "out", args.out), cos: this.g("rope", "cos", args.cos), sin: this.g("rope", "sin", args.sin), positions });
+    const cos = this.own("rope", "cos", args.cos);
+    rope(this, { ...args, x: this.g("rope", "x", args.x), out: this.g("rope", "out", args.out), cos: this.g("rope", "cos", args.cos), sin: this.g("rope", "sin", args.sin), positions, tableLength: cos.length });
   }
 
   private views(kernel: string, args: AttentionForwardArgs | AttentionBackwardArgs): attention.Views {

@@ -1,17 +1,29 @@
 // @ecomla/backend-webgpu: registers the WebGPU backend (WGSL kernels on Dawn) as backend "webgpu".
 import type { DependencyContainer } from "tsyringe";
 import { provide, type EcomlaPlugin, type LazyBackend } from "@ecomla/core";
-import { WebGpuBackend } from "./backend.js";
+import { WebGpuBackend, type WebGpuBackendOptions } from "./backend.js";
 import { requestDevice } from "./runtime.js";
 
-export { WebGpuBackend, WebGpuBuffer, storageBytes } from "./backend.js";
+export { WebGpuBackend, WebGpuBuffer, storageBytes, type WebGpuBackendOptions } from "./backend.js";
+export type { BindingLimits } from "./kernels/common.js";
 export { BufferPool, bucketBytes, type PoolStats } from "./pool.js";
 export { GpuRuntime, type RuntimeCounters } from "./runtime.js";
 
-/** Create a WebGPU backend on the first adapter Dawn finds (a GPU's Vulkan driver, or lavapipe). */
-export async function createWebGpuBackend(options: { powerPreference?: GPUPowerPreference } = {}): Promise<WebGpuBackend> {
+/**
+ * Create a WebGPU backend on the first adapter Dawn finds (a GPU's Vulkan driver, or lavapipe).
+ * `maxStorageBindingBytes` (or the environment variable ECOMLA_WEBGPU_MAX_BINDING_BYTES) lowers the
+ * storage-binding limit the kernels chunk their work by, to exercise the chunked paths.
+ */
+export async function createWebGpuBackend(options: { powerPreference?: GPUPowerPreference } & WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
   const { device, adapterInfo } = await requestDevice(options.powerPreference);
-  return new WebGpuBackend(device, adapterInfo);
+  const fromEnv = process.env.ECOMLA_WEBGPU_MAX_BINDING_BYTES;
+  const maxStorageBindingBytes = options.maxStorageBindingBytes ?? (fromEnv ? Number(fromEnv) : undefined);
+  try {
+    return new WebGpuBackend(device, adapterInfo, maxStorageBindingBytes === undefined ? {} : { maxStorageBindingBytes });
+  } catch (error) {
+    device.destroy();
+    throw error;
+  }
 }
 
 /**

@@ -32,11 +32,13 @@ export class BufferPool {
   constructor(
     private readonly device: GPUDevice,
     private readonly usage: number = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    /** The device's maxBufferSize: a bucket never rounds a request past it. */
+    private readonly maxBufferBytes = Number.MAX_SAFE_INTEGER,
   ) {}
 
   /** A buffer of at least `bytes` bytes (its size is the bucket's). */
   acquire(bytes: number): GPUBuffer {
-    const size = bucketBytes(bytes);
+    const size = Math.max(bytes, Math.min(bucketBytes(bytes), Math.floor(this.maxBufferBytes / 4) * 4));
     const list = this.free.get(size);
     const reused = list?.pop();
     if (reused !== undefined) {

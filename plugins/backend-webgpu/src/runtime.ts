@@ -10,6 +10,9 @@ export interface Binding {
   buffer: GPUBuffer;
   /** The kernel writes it (read-write storage). */
   write?: boolean;
+  /** Bind `size` bytes from byte `offset` (a multiple of minStorageBufferOffsetAlignment) instead of the whole buffer. */
+  offset?: number;
+  size?: number;
 }
 
 /** Counters of device traffic since the runtime was created. */
@@ -46,11 +49,15 @@ export async function requestDevice(powerPreference: GPUPowerPreference = "high-
     );
   }
   const limits = adapter.limits;
+  // Ask for what the adapter offers where more helps: the largest buffers and bindings (Dawn's
+  // defaults are 256 MiB and 128 MiB), and the finest binding-offset alignment (default 256 bytes;
+  // lavapipe offers 16), which the chunked kernels use to bind sub-ranges of large tensors.
   const device = await adapter.requestDevice({
     requiredLimits: {
       maxStorageBuffersPerShaderStage: Math.min(limits.maxStorageBuffersPerShaderStage, 10),
       maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
       maxBufferSize: limits.maxBufferSize,
+      minStorageBufferOffsetAlignment: limits.minStorageBufferOffsetAlignment,
       maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
     },
   });
@@ -122,7 +129,10 @@ export class GpuRuntime {
     const [x, y = 1, z = 1] = groups;
     if (x === 0 || y === 0 || z === 0) return;
     if (this.pending >= MAX_DISPATCHES_PER_SUBMIT) this.flush();
-    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({ binding: i, resource: { buffer: b.buffer } }));
+    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({
+      binding: i,
+      resource: b.size === undefined ? { buffer: b.buffer } : { buffer: b.buffer, offset: b.offset ?? 0, size: b.size },
+    }));
     if (params !== null) {
       if (params.byteLength > PARAM_SLOT_BYTES) throw new EcomlaError(`webgpu: kernel params of ${params.byteLength} bytes exceed the ${PARAM_SLOT_BYTES}-byte slot`);
       const offset = this.paramsUsed;

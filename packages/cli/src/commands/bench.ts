@@ -106,10 +106,18 @@ function runPytorch(script: string, threads: number, repeats: number): TorchResu
   return JSON.parse(r.stdout.trim().split("\n").pop()!) as TorchResult;
 }
 
-/** Time the bench kernels on one backend; returns the JSON report. */
-export async function benchKernels(backend: TensorBackend, options: { repeats: number; pytorch: boolean; threads: number }): Promise<Record<string, unknown>> {
+/**
+ * Time the bench kernels on one backend; returns the JSON report. The baselines (BLAS called
+ * directly, PyTorch eager) are the backend's own, or `options.baselines` for a backend that names
+ * none (a GPU backend is compared with the CPU's BLAS and PyTorch, measured in the same run).
+ */
+export async function benchKernels(
+  backend: TensorBackend,
+  options: { repeats: number; pytorch: boolean; threads: number; baselines?: { from: string; baselines: BenchBaselines } },
+): Promise<Record<string, unknown>> {
   const { repeats, threads } = options;
-  const baselines = backend.capabilities.benchBaselines;
+  const baselines = backend.capabilities.benchBaselines ?? options.baselines?.baselines;
+  const baselinesFrom = backend.capabilities.benchBaselines ? backend.name : options.baselines?.from;
   const gemm: Record<string, unknown>[] = [];
   for (const [m, n, k] of BENCH_GEMM_SHAPES) {
     const bufs = new Buffers(backend);
@@ -172,6 +180,7 @@ export async function benchKernels(backend: TensorBackend, options: { repeats: n
 
   const report: Record<string, unknown> = {
     backend: backend.name,
+    ...(baselinesFrom !== undefined && baselinesFrom !== backend.name ? { baselinesFrom } : {}),
     threads,
     repeats,
     gemm,
@@ -190,9 +199,18 @@ export async function benchKernels(backend: TensorBackend, options: { repeats: n
       (report.klDiv as Record<string, unknown>).ratioVsPytorch = torch.klMs / klMs;
     }
   } else if (options.pytorch) {
-    report.pytorch = { skipped: `backend "${backend.name}" names no PyTorch baseline script` };
+    report.pytorch = { skipped: `backend "${baselinesFrom ?? backend.name}" names no PyTorch baseline script` };
   }
   return report;
+}
+
+type BenchBaselines = NonNullable<TensorBackend["capabilities"]["benchBaselines"]>;
+
+/** Baselines for a backend that names none: the CPU backend's, when it is installed. */
+async function borrowedBaselines(pipeline: Pipeline, backend: TensorBackend): Promise<{ from: string; baselines: BenchBaselines } | undefined> {
+  if (backend.capabilities.benchBaselines || !pipeline.registry.has("backend", "cpu")) return undefined;
+  const cpu = await pipeline.backend("cpu");
+  return cpu.capabilities.benchBaselines ? { from: cpu.name, baselines: cpu.capabilities.benchBaselines } : undefined;
 }
 
 /**
@@ -378,7 +396,8 @@ function printTrain(report: Record<string, any>): void {
 function printText(report: Record<string, any>): void {
   const w = (s: string) => process.stdout.write(s + "\n");
   const x = (r: number | undefined) => (r === undefined ? "" : ` (${r.toFixed(2)}×)`);
-  w(`backend ${report.backend}, ${report.threads} threads, median of ${report.repeats}; ratios > 1 mean the backend is faster`);
+  const from = report.baselinesFrom ? ` (baselines from backend ${report.baselinesFrom})` : "";
+  w(`backend ${report.backend}, ${report.threads} threads, median of ${report.repeats}; ratios > 1 mean the backend is faster${from}`);
   for (const g of report.gemm) {
     const direct = g.blasDirect ? `  BLAS direct ${g.blasDirect.gflops.toFixed(1)} GFLOP/s${x(g.ratioVsBlasDirect)}` : "";
     const torch = report.pytorch?.gemm ? `  PyTorch ${((2 * g.m * g.n * g.k) / report.pytorch.gemm[report.gemm.indexOf(g)].ms / 1e6).toFixed(1)} GFLOP/s${x(g.ratioVsPytorch)}` : "";
@@ -407,7 +426,8 @@ export function benchCommand(program: Command): void {
       const pipeline = await openPipeline(cmd.optsWithGlobals<GlobalOptions>());
       const backend = await pipeline.backend(opts.backend);
       const threads = Number(process.env.ECOMLA_NUM_THREADS) || availableParallelism();
-      const report = await benchKernels(backend, { repeats, pytorch: opts.pytorch, threads });
+      const baselines = await borrowedBaselines(pipeline, backend);
+      const report = await benchKernels(backend, { repeats, pytorch: opts.pytorch, threads, ...(baselines ? { baselines } : {}) });
       if (opts.json) process.stdout.write(JSON.stringify(report, null, 2) + "\n");
       else printText(report);
     });

@@ -1,12 +1,32 @@
 // Shared pieces of every kernel family: the launch interface the backend implements, 1-D grids
-// folded into two dimensions (65535 workgroups per dimension), and WGSL helpers (exact f32 bit
-// conversions for the 16-bit formats and i32, NaN tests on bits, an erfc good to ~1.2e-7).
+// folded into two dimensions (65535 workgroups per dimension), binding windows and the chunk
+// planners that keep every storage binding under the device's limit, and WGSL helpers (exact f32
+// bit conversions for the 16-bit formats and i32, NaN tests on bits, an erfc good to ~1.2e-7).
+//
+// Why windows: a storage binding may not exceed maxStorageBufferBindingSize (128 MiB on lavapipe
+// and Dawn's default), while a tensor may (2048 × 32000 logits are 262 MB). Every kernel binds
+// only the byte range a dispatch touches, starting at an offset aligned to
+// minStorageBufferOffsetAlignment; the elements between that aligned start and the first element
+// used are the window's `skew`, which the kernel adds to its indices. When one window would still
+// be too large, the kernel is split into dispatches (by rows, by element ranges, by boxes of its
+// iteration space, by GEMM blocks) that each fit.
+import { ShapeError } from "@ecomla/core";
 export { Params } from "../runtime.js";
 
-/** One storage binding of a launch. */
+/** One storage binding of a launch: the whole buffer, or `size` bytes from byte `offset`. */
 export interface Arg {
   buffer: GPUBuffer;
   write?: boolean;
+  offset?: number;
+  size?: number;
+}
+
+/** Storage-binding limits a kernel must respect. */
+export interface BindingLimits {
+  /** Largest storage binding in bytes (the device's maxStorageBufferBindingSize, or less when asked). */
+  maxBytes: number;
+  /** A binding's byte offset must be a multiple of this (minStorageBufferOffsetAlignment). */
+  alignBytes: number;
 }
 
 /** What kernel families need from the backend. */
@@ -16,6 +36,143 @@ export interface Launcher {
   /** A scratch storage buffer of at least `bytes` bytes; give it back with {@link Launcher.release} (safe right after the launch). */
   scratch(bytes: number): GPUBuffer;
   release(buffer: GPUBuffer): void;
+  /** The binding limits every launch must respect. */
+  readonly limits: BindingLimits;
+}
+
+/**
+ * Bytes an element span may cover: its window widens it down to the alignment and up to a
+ * 16-byte multiple (vec4 arrays), and must still fit one binding.
+ */
+export function spanBudget(limits: BindingLimits): number {
+  return limits.maxBytes - windowAlign(limits) - 16;
+}
+
+/** Windows start on a multiple of the offset alignment and of 16 bytes, so vec4 views stay aligned. */
+function windowAlign(limits: BindingLimits): number {
+  return Math.max(limits.alignBytes, 16);
+}
+
+/** A binding of part of a buffer; the kernel reads element `first` at index `skew`. */
+export interface Window {
+  arg: Arg;
+  skew: number;
+}
+
+/**
+ * The binding of elements [first, first + count) of `buffer` (elements of `elementBytes` bytes):
+ * from the aligned byte at or below `first` to the next 16-byte multiple past the span (never
+ * past the buffer's end).
+ */
+export function window(l: Launcher, buffer: GPUBuffer, elementBytes: number, first: number, count: number, write = false): Window {
+  const { maxBytes } = l.limits;
+  const align = windowAlign(l.limits);
+  const firstByte = first * elementBytes;
+  const start = Math.floor(firstByte / align) * align;
+  const end = Math.min(buffer.size, Math.max(start + 16, Math.ceil(((first + Math.max(1, count)) * elementBytes) / 16) * 16));
+  if (end - start > maxBytes) {
+    throw new ShapeError(`webgpu: internal: a window of ${end - start} bytes exceeds the ${maxBytes}-byte storage binding limit (a kernel's chunk plan is wrong)`);
+  }
+  return { arg: { buffer, write, offset: start, size: end - start }, skew: (firstByte - start) / elementBytes };
+}
+
+/** Split [0, total) into consecutive [start, count) chunks of at most `per`. */
+export function chunks(total: number, per: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let start = 0; start < total; start += per) out.push([start, Math.min(per, total - start)]);
+  return out;
+}
+
+/**
+ * Rows per dispatch when the widest row-indexed operand takes `bytesPerRow` bytes per row;
+ * throws when a single row cannot be bound.
+ */
+export function rowsPerChunk(l: Launcher, kernel: string, bytesPerRow: number): number {
+  const budget = spanBudget(l.limits);
+  if (bytesPerRow > budget) {
+    throw new ShapeError(`WebGpuBackend.${kernel}: one row takes ${bytesPerRow} bytes, more than fits the device's ${l.limits.maxBytes}-byte storage binding limit`);
+  }
+  return Math.max(1, Math.floor(budget / Math.max(1, bytesPerRow)));
+}
+
+/**
+ * Element chunks for kernels whose operands all index element i the same way: chunk starts are
+ * aligned for every operand (so each window's skew is 0 and the shader needs no change).
+ * `elementBytes` lists the operands' element sizes.
+ */
+export function alignedChunks(l: Launcher, n: number, elementBytes: readonly number[]): [number, number][] {
+  const widest = Math.max(...elementBytes);
+  const step = Math.max(...elementBytes.map((b) => windowAlign(l.limits) / b));
+  const per = Math.max(step, Math.floor(spanBudget(l.limits) / widest / step) * step);
+  return chunks(n, per);
+}
+
+/** An operand walked by an iteration space: its strides (elements) and element size. */
+export interface Walk {
+  strides: readonly number[];
+  elementBytes: number;
+}
+
+/**
+ * A box of a row-major iteration space: indices fixed on the axes before one axis, a range on that
+ * axis, every later axis whole. `start` and `shape` have the space's rank.
+ */
+export interface Box {
+  start: number[];
+  shape: number[];
+}
+
+/**
+ * Split the iteration space `shape` into boxes (see {@link Box}) whose span in every operand fits
+ * one binding: as few as possible (one, when everything fits), in row-major order.
+ */
+export function splitBoxes(shape: readonly number[], walks: readonly Walk[], budgetBytes: number): Box[] {
+  const rank = shape.length;
+  // inner[j][d]: elements operand j spans over axes d.. (all whole), minus one.
+  const inner = walks.map((w) => {
+    const ext = new Array<number>(rank + 1).fill(0);
+    for (let d = rank - 1; d >= 0; d--) ext[d] = ext[d + 1]! + (shape[d]! - 1) * Math.abs(w.strides[d]!);
+    return ext;
+  });
+  const boxes: Box[] = [];
+  const walk = (prefix: number[], d: number): void => {
+    if (d === rank) {
+      boxes.push({ start: [...prefix], shape: new Array<number>(rank).fill(1) });
+      return;
+    }
+    // The most indices of axis d one box can take, with later axes whole.
+    let per = shape[d]!;
+    for (let j = 0; j < walks.length; j++) {
+      const room = Math.floor(budgetBytes / walks[j]!.elementBytes) - inner[j]![d + 1]! - 1;
+      const stride = Math.abs(walks[j]!.strides[d]!);
+      per = Math.min(per, room < 0 ? 0 : stride === 0 ? shape[d]! : 1 + Math.floor(room / stride));
+    }
+    if (per >= 1) {
+      for (let i = 0; i < shape[d]!; i += per) {
+        const start = [...prefix, i, ...new Array<number>(rank - d - 1).fill(0)];
+        const boxShape = [...new Array<number>(d).fill(1), Math.min(per, shape[d]! - i), ...shape.slice(d + 1)];
+        boxes.push({ start, shape: boxShape });
+      }
+    } else {
+      for (let i = 0; i < shape[d]!; i++) walk([...prefix, i], d + 1);
+    }
+  };
+  walk([], 0);
+  return boxes;
+}
+
+/** Where a box lies in an operand: its element at box index 0 (`base`), and its lowest element and element count. */
+export function boxSpan(box: Box, offset: number, strides: readonly number[]): { base: number; first: number; count: number } {
+  let base = offset;
+  let low = 0;
+  let high = 0;
+  for (let d = 0; d < box.shape.length; d++) {
+    base += box.start[d]! * strides[d]!;
+    const reach = (box.shape[d]! - 1) * strides[d]!;
+    if (reach < 0) low += reach;
+    else high += reach;
+  }
+  return { base, first: base + low, count: high - low + 1 };
 }
 
 /** Invocations per workgroup of the 1-D kernels. */

@@ -1,7 +1,25 @@
 // Elementwise kernels: binary with numpy broadcasting, unary forward and backward (one shader
-// variant per op), SwiGLU forward/backward and the AdamW step.
+// variant per op), SwiGLU forward/backward and the AdamW step. Tensors larger than a storage
+// binding are walked in chunks (aligned element ranges; boxes of the broadcast space for binary).
 import { ShapeError, type BinaryOp, type UnaryOp } from "@ecomla/core";
-import { type Launcher, Params, WGSL_BITS, WGSL_ERF, entry1d, grid1d, storage, uniform } from "./common.js";
+import {
+  type Launcher, Params, WGSL_BITS, WGSL_ERF, alignedChunks, boxSpan, entry1d, grid1d, spanBudget, splitBoxes, storage, uniform, window,
+} from "./common.js";
+
+/** Launch a 1-D kernel whose f32 operands all index element i alike, in chunks that fit a binding. */
+function launchElementwise(
+  l: Launcher,
+  key: string,
+  source: () => string,
+  operands: readonly { buffer: GPUBuffer; write?: boolean }[],
+  n: number,
+  params: (count: number) => ArrayBuffer,
+): void {
+  for (const [start, count] of alignedChunks(l, n, [4])) {
+    const args = operands.map((o) => window(l, o.buffer, 4, start, count, o.write).arg);
+    l.launch(key, source, args, params(count), grid1d(count));
+  }
+}
 
 /** Strides reading `shape` broadcast to `outShape` (right-aligned; size-1 and missing axes get 0). */
 function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
@@ -73,12 +91,16 @@ export function binary(
   const rank = collapsed.shape.length;
   if (rank > 8) throw new ShapeError(`WebGpuBackend.binary: broadcast of (${aShape}) and (${bShape}) to (${outShape}) needs ${rank} axes after merging; at most 8 are supported`);
   const pad = 8 - rank;
-  const shape8 = [...new Array<number>(pad).fill(1), ...collapsed.shape];
   const [aStrides, bStrides] = collapsed.strides.map((s) => [...new Array<number>(pad).fill(0), ...s]) as [number[], number[]];
+  const outStrides = new Array<number>(rank);
+  for (let d = rank - 1, stride = 1; d >= 0; d--) {
+    outStrides[d] = stride;
+    stride *= collapsed.shape[d]!;
+  }
   const source = () => /* wgsl */ `
 ${WGSL_BITS}
 ${WGSL_POW}
-struct Params { shape: array<vec4<u32>, 2>, aStrides: array<vec4<u32>, 2>, bStrides: array<vec4<u32>, 2>, n: u32 }
+struct Params { shape: array<vec4<u32>, 2>, aStrides: array<vec4<u32>, 2>, bStrides: array<vec4<u32>, 2>, n: u32, aOffset: u32, bOffset: u32, outOffset: u32 }
 ${storage(0, "a", "array<f32>")}
 ${storage(1, "b", "array<f32>")}
 ${storage(2, "out", "array<f32>", true)}
@@ -86,8 +108,8 @@ ${uniform(3)}
 ${entry1d()}
   if (i >= p.n) { return; }
   var rem = i;
-  var ai = 0u;
-  var bi = 0u;
+  var ai = p.aOffset;
+  var bi = p.bOffset;
   for (var k = 7; k >= 0; k--) {
     let size = p.shape[k / 4][k % 4];
     let c = rem % size;
@@ -97,10 +119,23 @@ ${entry1d()}
   }
   let x = a[ai];
   let y = b[bi];
-  out[i] = ${BINARY_EXPR[op]};
+  out[p.outOffset + i] = ${BINARY_EXPR[op]};
 }`;
-  const params = new Params().u32x4(shape8, 2).u32x4(aStrides, 2).u32x4(bStrides, 2).u32(total).bytes();
-  l.launch(`binary:${op}`, source, [{ buffer: a }, { buffer: b }, { buffer: out, write: true }], params, grid1d(total));
+  const [aWalk, bWalk] = collapsed.strides as [number[], number[]];
+  const boxes = splitBoxes(collapsed.shape, [{ strides: aWalk, elementBytes: 4 }, { strides: bWalk, elementBytes: 4 }, { strides: outStrides, elementBytes: 4 }], spanBudget(l.limits));
+  for (const box of boxes) {
+    const count = box.shape.reduce((x, y) => x * y, 1);
+    const spans = [boxSpan(box, 0, aWalk), boxSpan(box, 0, bWalk), boxSpan(box, 0, outStrides)];
+    const [wa, wb, wo] = [window(l, a, 4, spans[0]!.first, spans[0]!.count), window(l, b, 4, spans[1]!.first, spans[1]!.count), window(l, out, 4, spans[2]!.first, spans[2]!.count, true)];
+    const shape8 = [...new Array<number>(pad).fill(1), ...box.shape];
+    const params = new Params()
+      .u32x4(shape8, 2)
+      .u32x4(aStrides, 2)
+      .u32x4(bStrides, 2)
+      .u32(count, wa.skew + spans[0]!.base - spans[0]!.first, wb.skew + spans[1]!.base - spans[1]!.first, wo.skew)
+      .bytes();
+    l.launch(`binary:${op}`, source, [wa.arg, wb.arg, wo.arg], params, grid1d(count));
+  }
 }
 
 const INV_SQRT2 = "0.70710678118654752";
@@ -177,7 +212,7 @@ ${entry1d()}
   let alpha = p.alpha;
   out[i] = ${UNARY_FORWARD[op]};
 }`;
-  l.launch(`unary:${op}`, source, [{ buffer: x }, { buffer: out, write: true }], new Params().u32(n).f32(alpha).bytes(), grid1d(n));
+  launchElementwise(l, `unary:${op}`, source, [{ buffer: x }, { buffer: out, write: true }], n, (count) => new Params().u32(count).f32(alpha).bytes());
 }
 
 /** dx = dy · f'(x) over n elements. */
@@ -196,7 +231,7 @@ ${entry1d()}
   let alpha = p.alpha;
   dx[i] = dy[i] * (${UNARY_DERIVATIVE[op]});
 }`;
-  l.launch(`unaryBackward:${op}`, source, [{ buffer: x }, { buffer: dy }, { buffer: dx, write: true }], new Params().u32(n).f32(alpha).bytes(), grid1d(n));
+  launchElementwise(l, `unaryBackward:${op}`, source, [{ buffer: x }, { buffer: dy }, { buffer: dx, write: true }], n, (count) => new Params().u32(count).f32(alpha).bytes());
 }
 
 /** out = silu(gate) ⊙ up. */
@@ -214,7 +249,7 @@ ${entry1d()}
   let g = gate[i];
   out[i] = g * sigmoidF(g) * up[i];
 }`;
-  l.launch("swiglu", source, [{ buffer: gate }, { buffer: up }, { buffer: out, write: true }], new Params().u32(n).bytes(), grid1d(n));
+  launchElementwise(l, "swiglu", source, [{ buffer: gate }, { buffer: up }, { buffer: out, write: true }], n, (count) => new Params().u32(count).bytes());
 }
 
 /** dGate = dOut·up·silu'(gate), dUp = dOut·silu(gate). */
@@ -246,7 +281,8 @@ ${entry1d()}
   dGate[i] = dy * u * s * (1.0 + g * (1.0 - s));
   dUp[i] = dy * g * s;
 }`;
-  l.launch("swigluBackward", source, [{ buffer: gate }, { buffer: up }, { buffer: dOut }, { buffer: dGate, write: true }, { buffer: dUp, write: true }], new Params().u32(n).bytes(), grid1d(n));
+  const operands = [{ buffer: gate }, { buffer: up }, { buffer: dOut }, { buffer: dGate, write: true }, { buffer: dUp, write: true }];
+  launchElementwise(l, "swigluBackward", source, operands, n, (count) => new Params().u32(count).bytes());
 }
 
 /** Scalars of one AdamW step. */
@@ -282,6 +318,6 @@ ${entry1d()}
   let x = param[i];
   param[i] = x - p.lr * p.weightDecay * x - (p.lr * (mi / p.bc1)) / (sqrt(vi / p.bc2) + p.eps);
 }`;
-  const params = new Params().u32(s.n).f32(s.lr, s.beta1, s.beta2, s.eps, s.weightDecay, s.biasCorrection1, s.biasCorrection2, s.gradScale).bytes();
-  l.launch("adamw", source, [{ buffer: param, write: true }, { buffer: grad }, { buffer: m, write: true }, { buffer: v, write: true }], params, grid1d(s.n));
+  const params = (count: number) => new Params().u32(count).f32(s.lr, s.beta1, s.beta2, s.eps, s.weightDecay, s.biasCorrection1, s.biasCorrection2, s.gradScale).bytes();
+  launchElementwise(l, "adamw", source, [{ buffer: param, write: true }, { buffer: grad }, { buffer: m, write: true }, { buffer: v, write: true }], s.n, params);
 }

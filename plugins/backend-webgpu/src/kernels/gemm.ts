@@ -4,7 +4,7 @@
 // offset, leading dimension, batch stride and stored width are multiples of 4, else four
 // bounds-checked scalar loads. beta = 0 never reads C (NaN in C does not leak).
 import { ShapeError, type GemmArgs } from "@ecomla/core";
-import { type Launcher, Params, storage, uniform } from "./common.js";
+import { type Launcher, Params, spanBudget, storage, uniform, window } from "./common.js";
 
 const TILE_M = 64;
 const TILE_N = 64;
@@ -100,24 +100,119 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 }
 
-/** C[i] = alpha·op(A[i])·op(B[i]) + beta·C[i] for i < batch. */
-export function gemm(l: Launcher, g: GpuGemmArgs): void {
-  const { batch, m, n, k } = g;
-  if (batch === 0 || m === 0 || n === 0) return;
-  if (batch > 65535) throw new ShapeError(`WebGpuBackend.gemm: batch ${batch} exceeds 65535 (one workgroup layer per matrix)`);
+/** One block of a GEMM: matrices [b0, b0 + nb), rows [m0, m0 + mc), columns [n0, n0 + nc), depth [k0, k0 + kc). */
+interface Block {
+  b0: number;
+  nb: number;
+  m0: number;
+  mc: number;
+  n0: number;
+  nc: number;
+  k0: number;
+  kc: number;
+  /** beta of this block: the caller's for the first depth block, 1 for later ones (they add). */
+  beta: number;
+}
+
+/** Element span of one operand over a block: first element and count. */
+interface Span {
+  first: number;
+  count: number;
+}
+
+/** Split points land on multiples of this (a tile edge), so vec4 loads stay aligned. */
+const SPLIT_STEP = 64;
+
+/** Halve [0, size) at a multiple of SPLIT_STEP, else of 4 (vec4 loads), else anywhere. */
+function half(size: number): number {
+  if (size > 2 * SPLIT_STEP) return Math.ceil(size / 2 / SPLIT_STEP) * SPLIT_STEP;
+  if (size > 8) return Math.ceil(size / 8) * 4;
+  return Math.ceil(size / 2);
+}
+
+/**
+ * The blocks of a GEMM whose A, B and C spans each fit `budget` bytes: the whole GEMM when it fits,
+ * else blocks halved along the dimension that shrinks the widest operand (batch first; A by its
+ * stored rows, B by its stored rows, C by rows, then columns). Depth blocks after the first add
+ * into C (beta 1).
+ */
+function planBlocks(g: GpuGemmArgs, budget: number): Block[] {
   const aOffset = g.aOffset ?? 0;
   const bOffset = g.bOffset ?? 0;
   const cOffset = g.cOffset ?? 0;
-  const aCols = g.transA ? m : k;
-  const bCols = g.transB ? k : n;
+  const spans = (x: Block): [Span, Span, Span] => {
+    // Stored A is (K, M) when transposed, else (M, K); stored B is (N, K) when transposed, else (K, N).
+    const [aRows, aCols, aRow0, aCol0] = g.transA ? [x.kc, x.mc, x.k0, x.m0] : [x.mc, x.kc, x.m0, x.k0];
+    const [bRows, bCols, bRow0, bCol0] = g.transB ? [x.nc, x.kc, x.n0, x.k0] : [x.kc, x.nc, x.k0, x.n0];
+    const span = (offset: number, stride: number, ld: number, rows: number, cols: number, row0: number, col0: number): Span => ({
+      first: offset + x.b0 * stride + row0 * ld + col0,
+      count: (x.nb - 1) * stride + (rows - 1) * ld + cols,
+    });
+    return [
+      span(aOffset, g.strideA, g.lda, aRows, aCols, aRow0, aCol0),
+      span(bOffset, g.strideB, g.ldb, bRows, bCols, bRow0, bCol0),
+      span(cOffset, g.strideC, g.ldc, x.mc, x.nc, x.m0, x.n0),
+    ];
+  };
+  const blocks: Block[] = [];
+  const split = (x: Block): void => {
+    const sizes = spans(x).map((s) => s.count * 4);
+    if (sizes.every((bytes) => bytes <= budget)) {
+      blocks.push(x);
+      return;
+    }
+    if (x.nb > 1) {
+      const h = Math.ceil(x.nb / 2);
+      split({ ...x, nb: h });
+      split({ ...x, b0: x.b0 + h, nb: x.nb - h });
+      return;
+    }
+    const widest = sizes.indexOf(Math.max(...sizes));
+    // The dimension to halve: the stored rows of the widest operand, else its stored columns.
+    const order: ("m" | "n" | "k")[] =
+      widest === 0 ? (g.transA ? ["k", "m"] : ["m", "k"]) : widest === 1 ? (g.transB ? ["n", "k"] : ["k", "n"]) : ["m", "n"];
+    const dim = order.find((d) => (d === "m" ? x.mc : d === "n" ? x.nc : x.kc) > 1);
+    if (dim === undefined) throw new ShapeError(`WebGpuBackend.gemm: internal: a 1×1×1 block does not fit the ${budget}-byte binding budget`);
+    if (dim === "m") {
+      const h = half(x.mc);
+      split({ ...x, mc: h });
+      split({ ...x, m0: x.m0 + h, mc: x.mc - h });
+    } else if (dim === "n") {
+      const h = half(x.nc);
+      split({ ...x, nc: h });
+      split({ ...x, n0: x.n0 + h, nc: x.nc - h });
+    } else {
+      const h = half(x.kc);
+      split({ ...x, kc: h });
+      split({ ...x, k0: x.k0 + h, kc: x.kc - h, beta: 1 });
+    }
+  };
+  split({ b0: 0, nb: g.batch, m0: 0, mc: g.m, n0: 0, nc: g.n, k0: 0, kc: g.k, beta: g.beta });
+  return blocks.map((x) => ({ ...x, spans: spans(x) }));
+}
+
+/** C[i] = alpha·op(A[i])·op(B[i]) + beta·C[i] for i < batch. */
+export function gemm(l: Launcher, g: GpuGemmArgs): void {
+  const { batch, m, n } = g;
+  if (batch === 0 || m === 0 || n === 0) return;
+  if (batch > 65535) throw new ShapeError(`WebGpuBackend.gemm: batch ${batch} exceeds 65535 (one workgroup layer per matrix)`);
   const aligned = (offset: number, ld: number, stride: number, cols: number) => offset % 4 === 0 && ld % 4 === 0 && stride % 4 === 0 && cols % 4 === 0;
-  const vecA = aligned(aOffset, g.lda, g.strideA, aCols);
-  const vecB = aligned(bOffset, g.ldb, g.strideB, bCols);
-  const key = `gemm:${g.transA ? "T" : "N"}${g.transB ? "T" : "N"}:${vecA ? "v" : "s"}${vecB ? "v" : "s"}`;
-  const params = new Params()
-    .u32(m, n, k, g.lda, g.ldb, g.ldc, aOffset, bOffset, cOffset, g.strideA, g.strideB, g.strideC)
-    .f32(g.alpha, g.beta)
-    .bytes();
-  const groups: [number, number, number] = [Math.ceil(n / TILE_N), Math.ceil(m / TILE_M), batch];
-  l.launch(key, () => gemmSource(g.transA, g.transB, vecA, vecB), [{ buffer: g.a }, { buffer: g.b }, { buffer: g.c, write: true }], params, groups);
+  for (const block of planBlocks(g, spanBudget(l.limits)) as (Block & { spans: [Span, Span, Span] })[]) {
+    const [sa, sb, sc] = block.spans;
+    const wa = window(l, g.a, 4, sa.first, sa.count);
+    const wb = window(l, g.b, 4, sb.first, sb.count);
+    const wc = window(l, g.c, 4, sc.first, sc.count, true);
+    // vec4 loads when the block's stored rows start, and its stored width ends, on a multiple of 4.
+    const vecA = aligned(wa.skew, g.lda, g.strideA, g.transA ? block.mc : block.kc);
+    const vecB = aligned(wb.skew, g.ldb, g.strideB, g.transB ? block.kc : block.nc);
+    const key = `gemm:${g.transA ? "T" : "N"}${g.transB ? "T" : "N"}:${vecA ? "v" : "s"}${vecB ? "v" : "s"}`;
+    // Each window starts at the block's first element (plus the skew); strides and leading
+    // dimensions are unchanged. A zero-depth block still writes beta·C.
+    const params = new Params()
+      .u32(block.mc, block.nc, block.kc, g.lda, g.ldb, g.ldc, wa.skew, wb.skew, wc.skew, g.strideA, g.strideB, g.strideC)
+      .f32(g.alpha, block.beta)
+      .bytes();
+    const groups: [number, number, number] = [Math.ceil(block.nc / TILE_N), Math.ceil(block.mc / TILE_M), block.nb];
+    l.launch(key, () => gemmSource(g.transA, g.transB, vecA, vecB), [wa.arg, wb.arg, wc.arg], params, groups);
+  }
 }

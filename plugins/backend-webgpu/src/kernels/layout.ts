@@ -1,8 +1,12 @@
 // Data-movement kernels: fill, copyStrided (rank ≤ 6, any dtype, accumulate), cast, embedding
 // gather and its scatter-add. 16-bit dtypes are packed two per u32 word; kernels that write single
-// halves of a word other invocations may share use atomicAnd/atomicOr on that word.
-import type { DType } from "@ecomla/core";
-import { type Launcher, Params, WGSL_BITS, entry1d, entryRows, grid1d, gridRows, storage, uniform } from "./common.js";
+// halves of a word other invocations may share use atomicAnd/atomicOr on that word. Buffers larger
+// than a storage binding are walked in windows (element ranges, boxes of a strided copy, token and
+// table-row ranges of the embedding kernels).
+import { DTYPE_BYTES, type DType } from "@ecomla/core";
+import {
+  type Launcher, Params, WGSL_BITS, alignedChunks, boxSpan, chunks, entry1d, entryRows, grid1d, gridRows, rowsPerChunk, spanBudget, splitBoxes, storage, uniform, window,
+} from "./common.js";
 
 /** Storage shape of a dtype inside a shader. */
 const is16 = (dtype: DType): boolean => dtype === "bf16" || dtype === "f16";
@@ -26,7 +30,6 @@ function encodeBits(dtype: DType, b: string): string {
 export function fill(l: Launcher, dtype: DType, out: GPUBuffer, bits: number, n: number, offset: number): void {
   if (n === 0) return;
   const half = is16(dtype);
-  const words = half ? (((offset + n - 1) >> 1) - (offset >> 1) + 1) : n;
   const source = () => /* wgsl */ `
 struct Params { bits: u32, n: u32, offset: u32, words: u32 }
 ${storage(0, "out", "array<u32>", true)}
@@ -45,7 +48,14 @@ ${entry1d()}
       : `out[p.offset + i] = p.bits;`
   }
 }`;
-  l.launch(`fill:${half ? 16 : 32}`, source, [{ buffer: out, write: true }], new Params().u32(bits, n, offset, words).bytes(), grid1d(words));
+  // Chunks run one after another, so a 16-bit word two chunks share is updated by each in turn.
+  const elementBytes = DTYPE_BYTES[dtype];
+  const first = alignedChunks(l, n, [elementBytes]);
+  for (const [start, count] of first) {
+    const w = window(l, out, elementBytes, offset + start, count, true);
+    const words = half ? ((w.skew + count - 1) >> 1) - (w.skew >> 1) + 1 : count;
+    l.launch(`fill:${half ? 16 : 32}`, source, [w.arg], new Params().u32(bits, count, w.skew, words).bytes(), grid1d(words));
+  }
 }
 
 /** Rank ≤ 6 strided copy dst (+)= src; see TensorBackend.copyStrided. */
@@ -109,15 +119,28 @@ ${entry1d()}
   let d = u32(di);
   ${store}
 }`;
-  const params = new Params().u32x4(shape6, 2).u32x4(src6, 2).u32x4(dst6, 2).u32(total, srcOffset, dstOffset).bytes();
-  l.launch(`copyStrided:${dtype}:${accumulate}`, source, [{ buffer: src }, { buffer: dst, write: true }], params, grid1d(total));
+  const elementBytes = DTYPE_BYTES[dtype];
+  const walks = [{ strides: src6, elementBytes }, { strides: dst6, elementBytes }];
+  for (const box of splitBoxes(shape6, walks, spanBudget(l.limits))) {
+    const count = box.shape.reduce((a, b) => a * b, 1);
+    const s = boxSpan(box, srcOffset, src6);
+    const d = boxSpan(box, dstOffset, dst6);
+    const ws = window(l, src, elementBytes, s.first, s.count);
+    const wd = window(l, dst, elementBytes, d.first, d.count, true);
+    const params = new Params()
+      .u32x4(box.shape, 2)
+      .u32x4(src6, 2)
+      .u32x4(dst6, 2)
+      .u32(count, ws.skew + s.base - s.first, wd.skew + d.base - d.first)
+      .bytes();
+    l.launch(`copyStrided:${dtype}:${accumulate}`, source, [ws.arg, wd.arg], params, grid1d(count));
+  }
 }
 
 /** dst[0..n) = convert(src[0..n)); all conversions go through exact f32 bit patterns. */
 export function cast(l: Launcher, srcDtype: DType, src: GPUBuffer, dstDtype: DType, dst: GPUBuffer, n: number): void {
   if (n === 0) return;
   const half = is16(dstDtype);
-  const units = half ? Math.ceil(n / 2) : n;
   const body = half
     ? `let e0 = 2u * i;
   var word = dst[i];
@@ -140,7 +163,13 @@ ${entry1d()}
   if (i >= p.units) { return; }
   ${body}
 }`;
-  l.launch(`cast:${srcDtype}:${dstDtype}`, source, [{ buffer: src }, { buffer: dst, write: true }], new Params().u32(n, units).bytes(), grid1d(units));
+  // Aligned chunk starts: both windows start at the chunk's first element (skew 0), on a word boundary.
+  for (const [start, count] of alignedChunks(l, n, [DTYPE_BYTES[srcDtype], DTYPE_BYTES[dstDtype]])) {
+    const units = half ? Math.ceil(count / 2) : count;
+    const ws = window(l, src, DTYPE_BYTES[srcDtype], start, count);
+    const wd = window(l, dst, DTYPE_BYTES[dstDtype], start, count, true);
+    l.launch(`cast:${srcDtype}:${dstDtype}`, source, [ws.arg, wd.arg], new Params().u32(count, units).bytes(), grid1d(units));
+  }
 }
 
 /** out[i] = table[ids[i]] (zeros for an out-of-range id). */
@@ -153,10 +182,11 @@ export function embedding(
   vocab: number,
   dim: number,
 ): void {
-  const total = n * dim;
-  if (total === 0) return;
+  if (n * dim === 0) return;
+  // One dispatch per (chunk of tokens, chunk of table rows): it writes the tokens whose id falls in
+  // its table rows, and the table's first chunk also writes zeros for out-of-range ids.
   const source = () => /* wgsl */ `
-struct Params { total: u32, vocab: u32, dim: u32 }
+struct Params { total: u32, vocab: u32, dim: u32, idsOff: u32, tableOff: u32, outOff: u32, firstId: u32, idCount: u32 }
 ${storage(0, "ids", "array<i32>")}
 ${storage(1, "table", "array<u32>")}
 ${storage(2, "out", "array<u32>", true)}
@@ -165,17 +195,34 @@ ${entry1d()}
   if (i >= p.total) { return; }
   let token = i / p.dim;
   let c = i % p.dim;
-  let id = ids[token];
-  if (id < 0 || u32(id) >= p.vocab) { out[i] = 0u; return; }
-  out[i] = table[u32(id) * p.dim + c];
+  let id = ids[p.idsOff + token];
+  let at = p.outOff + i;
+  if (id < 0 || u32(id) >= p.vocab) {
+    if (p.firstId == 0u) { out[at] = 0u; }
+    return;
+  }
+  let row = u32(id) - p.firstId;
+  if (u32(id) < p.firstId || row >= p.idCount) { return; }
+  out[at] = table[p.tableOff + row * p.dim + c];
 }`;
-  l.launch("embedding", source, [{ buffer: ids }, { buffer: table }, { buffer: out, write: true }], new Params().u32(total, vocab, dim).bytes(), grid1d(total));
+  const tableRows = rowsPerChunk(l, "embedding", dim * 4);
+  const tokenRows = rowsPerChunk(l, "embedding", dim * 4);
+  for (const [token0, tokens] of chunks(n, tokenRows)) {
+    const wi = window(l, ids, 4, token0, tokens);
+    const wo = window(l, out, 4, token0 * dim, tokens * dim, true);
+    for (const [id0, idCount] of chunks(Math.max(1, vocab), tableRows)) {
+      const wt = window(l, table, 4, id0 * dim, idCount * dim);
+      const params = new Params().u32(tokens * dim, vocab, dim, wi.skew, wt.skew, wo.skew, id0, idCount).bytes();
+      l.launch("embedding", source, [wi.arg, wt.arg, wo.arg], params, grid1d(tokens * dim));
+    }
+  }
 }
 
 /**
- * dTable[ids[i]] += dOut[i], deterministically and without float atomics: the workgroup of the
- * first token carrying an id owns that table row and adds every later token with the same id, in
- * token order (the reference's order, so the sums match bit for bit).
+ * dTable[ids[i]] += dOut[i], deterministically and without float atomics: within a chunk of
+ * tokens, the workgroup of the first token carrying an id owns that table row and adds every later
+ * token of the chunk with the same id, in token order; chunks run in token order, so the sums
+ * follow the reference's order bit for bit. Table rows are walked in chunks too.
  */
 export function embeddingBackward(
   l: Launcher,
@@ -189,7 +236,7 @@ export function embeddingBackward(
   if (n === 0 || dim === 0) return;
   const wg = 64;
   const source = () => /* wgsl */ `
-struct Params { n: u32, vocab: u32, dim: u32 }
+struct Params { n: u32, vocab: u32, dim: u32, idsOff: u32, dOutOff: u32, tableOff: u32, firstId: u32, idCount: u32 }
 ${storage(0, "ids", "array<i32>")}
 ${storage(1, "dOut", "array<f32>")}
 ${storage(2, "dTable", "array<f32>", true)}
@@ -198,19 +245,28 @@ var<workgroup> seenBefore: atomic<u32>;
 var<workgroup> skipShared: u32;
 ${entryRows(wg)}
   if (row >= p.n) { return; }
-  let id = ids[row];
+  let id = ids[p.idsOff + row];
   for (var j = lid; j < row; j += ${wg}u) {
-    if (ids[j] == id) { atomicStore(&seenBefore, 1u); }
+    if (ids[p.idsOff + j] == id) { atomicStore(&seenBefore, 1u); }
   }
   workgroupBarrier();
   if (lid == 0u) { skipShared = atomicLoad(&seenBefore); }
   let skip = workgroupUniformLoad(&skipShared);
-  if (skip != 0u || id < 0 || u32(id) >= p.vocab) { return; }
-  let base = u32(id) * p.dim;
+  if (skip != 0u || id < 0 || u32(id) >= p.vocab || u32(id) < p.firstId || u32(id) - p.firstId >= p.idCount) { return; }
+  let base = p.tableOff + (u32(id) - p.firstId) * p.dim;
   for (var j = row; j < p.n; j++) {
-    if (ids[j] != id) { continue; }
-    for (var c = lid; c < p.dim; c += ${wg}u) { dTable[base + c] = dTable[base + c] + dOut[j * p.dim + c]; }
+    if (ids[p.idsOff + j] != id) { continue; }
+    for (var c = lid; c < p.dim; c += ${wg}u) { dTable[base + c] = dTable[base + c] + dOut[p.dOutOff + j * p.dim + c]; }
   }
 }`;
-  l.launch("embeddingBackward", source, [{ buffer: ids }, { buffer: dOut }, { buffer: dTable, write: true }], new Params().u32(n, vocab, dim).bytes(), gridRows(n));
+  const rows = rowsPerChunk(l, "embeddingBackward", dim * 4);
+  for (const [token0, tokens] of chunks(n, rows)) {
+    const wi = window(l, ids, 4, token0, tokens);
+    const wd = window(l, dOut, 4, token0 * dim, tokens * dim);
+    for (const [id0, idCount] of chunks(Math.max(1, vocab), rows)) {
+      const wt = window(l, dTable, 4, id0 * dim, idCount * dim, true);
+      const params = new Params().u32(tokens, vocab, dim, wi.skew, wd.skew, wt.skew, id0, idCount).bytes();
+      l.launch("embeddingBackward", source, [wi.arg, wd.arg, wt.arg], params, gridRows(tokens));
+    }
+  }
 }

@@ -1,7 +1,22 @@
 // Row kernels, one workgroup per row with a shared-memory tree reduction: reduceLastAxis, softmax
-// fwd/bwd, RMSNorm fwd/bwd; plus sumToShape (one invocation per output element).
+// fwd/bwd, RMSNorm fwd/bwd; plus sumToShape (one invocation per output element). Inputs larger
+// than a storage binding are walked in chunks of rows (sumToShape: boxes of the input, adding
+// into outputs an earlier box started), each operand bound as a window: `xOff` is the skew of the
+// (rows, cols) operands, `rowOff` that of the per-row ones.
 import { ShapeError, type ReduceOp } from "@ecomla/core";
-import { type Launcher, Params, WGSL_BITS, entry1d, entryRows, grid1d, gridRows, storage, uniform } from "./common.js";
+import {
+  type Launcher, Params, WGSL_BITS, boxSpan, chunks, entry1d, entryRows, grid1d, gridRows, rowsPerChunk, spanBudget, splitBoxes, storage, uniform, window,
+} from "./common.js";
+
+/** Call `fn(firstRow, rowCount)` for chunks of rows whose (rows, cols) f32 operands fit a binding. */
+function forRowChunks(l: Launcher, kernel: string, rows: number, cols: number, fn: (row0: number, count: number) => void): void {
+  for (const [row0, count] of chunks(rows, rowsPerChunk(l, kernel, cols * 4))) fn(row0, count);
+}
+
+/** The window of rows [row0, row0 + count) of a (rows, cols) f32 operand. */
+function rowWindow(l: Launcher, buffer: GPUBuffer, row0: number, count: number, cols: number, write = false) {
+  return window(l, buffer, 4, row0 * cols, count * cols, write);
+}
 
 /** Lanes per row workgroup. */
 const ROW_WG = 256;
@@ -44,22 +59,26 @@ export function reduceLastAxis(l: Launcher, op: ReduceOp, x: GPUBuffer /* (rows,
   const term = op === "sumsq" ? "v * v" : "v";
   const source = () => /* wgsl */ `
 ${ROW_PRELUDE}
-struct Params { rows: u32, cols: u32 }
+struct Params { rows: u32, cols: u32, xOff: u32, rowOff: u32 }
 ${storage(0, "x", "array<f32>")}
 ${storage(1, "out", "array<f32>", true)}
 ${uniform(2)}
 ${entryRows(ROW_WG)}
   if (row >= p.rows) { return; }
-  let base = row * p.cols;
+  let base = p.xOff + row * p.cols;
   var acc = ${isMax ? "negInf()" : "0.0"};
   for (var j = lid; j < p.cols; j += ${ROW_WG}u) {
     let v = x[base + j];
     acc = ${isMax ? "maxN(acc, v)" : `acc + ${term}`};
   }
   let total = ${isMax ? "groupMax(acc, lid)" : "groupSum(acc, lid)"};
-  if (lid == 0u) { out[row] = ${op === "mean" ? "total / f32(p.cols)" : "total"}; }
+  if (lid == 0u) { out[p.rowOff + row] = ${op === "mean" ? "total / f32(p.cols)" : "total"}; }
 }`;
-  l.launch(`reduce:${op}`, source, [{ buffer: x }, { buffer: out, write: true }], new Params().u32(rows, cols).bytes(), gridRows(rows));
+  forRowChunks(l, `reduceLastAxis(${op})`, rows, cols, (row0, count) => {
+    const wx = rowWindow(l, x, row0, count, cols);
+    const wo = window(l, out, 4, row0, count, true);
+    l.launch(`reduce:${op}`, source, [wx.arg, wo.arg], new Params().u32(count, cols, wx.skew, wo.skew).bytes(), gridRows(count));
+  });
 }
 
 /** Row softmax. */
@@ -67,13 +86,13 @@ export function softmax(l: Launcher, x: GPUBuffer /* (rows, cols) */, out: GPUBu
   if (rows === 0 || cols === 0) return;
   const source = () => /* wgsl */ `
 ${ROW_PRELUDE}
-struct Params { rows: u32, cols: u32 }
+struct Params { rows: u32, cols: u32, xOff: u32 }
 ${storage(0, "x", "array<f32>")}
 ${storage(1, "out", "array<f32>", true)}
 ${uniform(2)}
 ${entryRows(ROW_WG)}
   if (row >= p.rows) { return; }
-  let base = row * p.cols;
+  let base = p.xOff + row * p.cols;
   var m = negInf();
   for (var j = lid; j < p.cols; j += ${ROW_WG}u) { m = maxN(m, x[base + j]); }
   let rowMax = groupMax(m, lid);
@@ -82,7 +101,11 @@ ${entryRows(ROW_WG)}
   let inv = 1.0 / groupSum(s, lid);
   for (var j = lid; j < p.cols; j += ${ROW_WG}u) { out[base + j] = exp(x[base + j] - rowMax) * inv; }
 }`;
-  l.launch("softmax", source, [{ buffer: x }, { buffer: out, write: true }], new Params().u32(rows, cols).bytes(), gridRows(rows));
+  forRowChunks(l, "softmax", rows, cols, (row0, count) => {
+    const wx = rowWindow(l, x, row0, count, cols);
+    const wo = rowWindow(l, out, row0, count, cols, true);
+    l.launch("softmax", source, [wx.arg, wo.arg], new Params().u32(count, cols, wx.skew).bytes(), gridRows(count));
+  });
 }
 
 /** dx = y ⊙ (dy − Σ dy ⊙ y). */
@@ -90,20 +113,23 @@ export function softmaxBackward(l: Launcher, y: GPUBuffer /* (rows, cols) */, dy
   if (rows === 0 || cols === 0) return;
   const source = () => /* wgsl */ `
 ${ROW_PRELUDE}
-struct Params { rows: u32, cols: u32 }
+struct Params { rows: u32, cols: u32, xOff: u32 }
 ${storage(0, "y", "array<f32>")}
 ${storage(1, "dy", "array<f32>")}
 ${storage(2, "dx", "array<f32>", true)}
 ${uniform(3)}
 ${entryRows(ROW_WG)}
   if (row >= p.rows) { return; }
-  let base = row * p.cols;
+  let base = p.xOff + row * p.cols;
   var s = 0.0;
   for (var j = lid; j < p.cols; j += ${ROW_WG}u) { s += y[base + j] * dy[base + j]; }
   let dot = groupSum(s, lid);
   for (var j = lid; j < p.cols; j += ${ROW_WG}u) { dx[base + j] = y[base + j] * (dy[base + j] - dot); }
 }`;
-  l.launch("softmaxBackward", source, [{ buffer: y }, { buffer: dy }, { buffer: dx, write: true }], new Params().u32(rows, cols).bytes(), gridRows(rows));
+  forRowChunks(l, "softmaxBackward", rows, cols, (row0, count) => {
+    const [wy, wdy, wdx] = [rowWindow(l, y, row0, count, cols), rowWindow(l, dy, row0, count, cols), rowWindow(l, dx, row0, count, cols, true)];
+    l.launch("softmaxBackward", source, [wy.arg, wdy.arg, wdx.arg], new Params().u32(count, cols, wy.skew).bytes(), gridRows(count));
+  });
 }
 
 /** RMSNorm forward; rstd written per row. */
@@ -120,7 +146,7 @@ export function rmsNorm(
   if (rows === 0) return;
   const source = () => /* wgsl */ `
 ${ROW_PRELUDE}
-struct Params { rows: u32, cols: u32, eps: f32 }
+struct Params { rows: u32, cols: u32, eps: f32, xOff: u32, rowOff: u32 }
 ${storage(0, "x", "array<f32>")}
 ${storage(1, "weight", "array<f32>")}
 ${storage(2, "out", "array<f32>", true)}
@@ -128,15 +154,18 @@ ${storage(3, "rstd", "array<f32>", true)}
 ${uniform(4)}
 ${entryRows(ROW_WG)}
   if (row >= p.rows) { return; }
-  let base = row * p.cols;
+  let base = p.xOff + row * p.cols;
   var s = 0.0;
   for (var j = lid; j < p.cols; j += ${ROW_WG}u) { let v = x[base + j]; s += v * v; }
   let inv = 1.0 / sqrt(groupSum(s, lid) / f32(p.cols) + p.eps);
   for (var j = lid; j < p.cols; j += ${ROW_WG}u) { out[base + j] = x[base + j] * inv * weight[j]; }
-  if (lid == 0u) { rstd[row] = inv; }
+  if (lid == 0u) { rstd[p.rowOff + row] = inv; }
 }`;
-  const args = [{ buffer: x }, { buffer: weight }, { buffer: out, write: true }, { buffer: rstd, write: true }];
-  l.launch("rmsNorm", source, args, new Params().u32(rows, cols).f32(eps).bytes(), gridRows(rows));
+  const ww = window(l, weight, 4, 0, cols);
+  forRowChunks(l, "rmsNorm", rows, cols, (row0, count) => {
+    const [wx, wo, wr] = [rowWindow(l, x, row0, count, cols), rowWindow(l, out, row0, count, cols, true), window(l, rstd, 4, row0, count, true)];
+    l.launch("rmsNorm", source, [wx.arg, ww.arg, wo.arg, wr.arg], new Params().u32(count, cols).f32(eps).u32(wx.skew, wr.skew).bytes(), gridRows(count));
+  });
 }
 
 /** RMSNorm backward: dx overwritten (row kernel), dWeight accumulated (column kernel, no atomics). */
@@ -154,7 +183,7 @@ export function rmsNormBackward(
   if (rows === 0 || cols === 0) return;
   const rowSource = () => /* wgsl */ `
 ${ROW_PRELUDE}
-struct Params { rows: u32, cols: u32 }
+struct Params { rows: u32, cols: u32, xOff: u32, rowOff: u32 }
 ${storage(0, "x", "array<f32>")}
 ${storage(1, "weight", "array<f32>")}
 ${storage(2, "rstd", "array<f32>")}
@@ -163,17 +192,15 @@ ${storage(4, "dx", "array<f32>", true)}
 ${uniform(5)}
 ${entryRows(ROW_WG)}
   if (row >= p.rows) { return; }
-  let base = row * p.cols;
-  let inv = rstd[row];
+  let base = p.xOff + row * p.cols;
+  let inv = rstd[p.rowOff + row];
   var s = 0.0;
   for (var j = lid; j < p.cols; j += ${ROW_WG}u) { s += dy[base + j] * weight[j] * x[base + j]; }
   let coeff = inv * inv * inv * groupSum(s, lid) / f32(p.cols);
   for (var j = lid; j < p.cols; j += ${ROW_WG}u) { dx[base + j] = inv * weight[j] * dy[base + j] - coeff * x[base + j]; }
 }`;
-  const params = new Params().u32(rows, cols).bytes();
-  l.launch("rmsNormBackward:dx", rowSource, [{ buffer: x }, { buffer: weight }, { buffer: rstd }, { buffer: dy }, { buffer: dx, write: true }], params, gridRows(rows));
   const columnSource = () => /* wgsl */ `
-struct Params { rows: u32, cols: u32 }
+struct Params { rows: u32, cols: u32, xOff: u32, rowOff: u32 }
 ${storage(0, "x", "array<f32>")}
 ${storage(1, "rstd", "array<f32>")}
 ${storage(2, "dy", "array<f32>")}
@@ -182,10 +209,18 @@ ${uniform(4)}
 ${entry1d()}
   if (i >= p.cols) { return; }
   var s = 0.0;
-  for (var r = 0u; r < p.rows; r++) { s += dy[r * p.cols + i] * x[r * p.cols + i] * rstd[r]; }
+  for (var r = 0u; r < p.rows; r++) { s += dy[p.xOff + r * p.cols + i] * x[p.xOff + r * p.cols + i] * rstd[p.rowOff + r]; }
   dWeight[i] = dWeight[i] + s;
 }`;
-  l.launch("rmsNormBackward:dWeight", columnSource, [{ buffer: x }, { buffer: rstd }, { buffer: dy }, { buffer: dWeight, write: true }], params, grid1d(cols));
+  // Each chunk of rows adds its column sums into dWeight, in row order.
+  const ww = window(l, weight, 4, 0, cols);
+  const wdw = window(l, dWeight, 4, 0, cols, true);
+  forRowChunks(l, "rmsNormBackward", rows, cols, (row0, count) => {
+    const [wx, wr, wdy, wdx] = [rowWindow(l, x, row0, count, cols), window(l, rstd, 4, row0, count), rowWindow(l, dy, row0, count, cols), rowWindow(l, dx, row0, count, cols, true)];
+    const params = new Params().u32(count, cols, wx.skew, wr.skew).bytes();
+    l.launch("rmsNormBackward:dx", rowSource, [wx.arg, ww.arg, wr.arg, wdy.arg, wdx.arg], params, gridRows(count));
+    l.launch("rmsNormBackward:dWeight", columnSource, [wx.arg, wr.arg, wdy.arg, wdw.arg], params, grid1d(cols));
+  });
 }
 
 /** Sum x (xShape) down to outShape (which broadcasts to xShape); out overwritten. */
@@ -193,39 +228,29 @@ export function sumToShape(l: Launcher, x: GPUBuffer /* xShape */, xShape: reado
   const outTotal = outShape.reduce((a, b) => a * b, 1);
   if (outTotal === 0) return;
   if (xShape.length > 8) throw new ShapeError(`WebGpuBackend.sumToShape: xShape (${xShape}) has rank ${xShape.length}; at most 8 is supported`);
-  const xStrides = new Array<number>(xShape.length);
-  let stride = 1;
-  for (let d = xShape.length - 1; d >= 0; d--) {
-    xStrides[d] = stride;
-    stride *= xShape[d]!;
-  }
-  const keptSizes: number[] = [];
-  const keptStrides: number[] = [];
-  const reducedSizes: number[] = [];
-  const reducedStrides: number[] = [];
-  const lead = xShape.length - outShape.length;
-  for (let d = 0; d < xShape.length; d++) {
+  // Per axis of x: its stride in x, whether out keeps it, and its stride in out (0 when summed away).
+  const rank = xShape.length;
+  const lead = rank - outShape.length;
+  const xStrides = new Array<number>(rank);
+  const outStrides = new Array<number>(rank);
+  const kept = new Array<boolean>(rank);
+  for (let d = rank - 1, xs = 1, os = 1; d >= 0; d--) {
     const outDim = d >= lead ? outShape[d - lead]! : 1;
-    if (xShape[d] === 1) continue;
-    if (outDim === xShape[d]) {
-      keptSizes.push(xShape[d]!);
-      keptStrides.push(xStrides[d]!);
-    } else {
-      reducedSizes.push(xShape[d]!);
-      reducedStrides.push(xStrides[d]!);
-    }
+    kept[d] = outDim === xShape[d];
+    xStrides[d] = xs;
+    outStrides[d] = kept[d] ? os : 0;
+    xs *= xShape[d]!;
+    if (kept[d]) os *= xShape[d]!;
   }
-  const reducedCount = reducedSizes.reduce((a, b) => a * b, 1);
-  const padFront = (values: number[], fill: number) => [...new Array<number>(8 - values.length).fill(fill), ...values];
   const source = () => /* wgsl */ `
-struct Params { keptSizes: array<vec4<u32>, 2>, keptStrides: array<vec4<u32>, 2>, reducedSizes: array<vec4<u32>, 2>, reducedStrides: array<vec4<u32>, 2>, n: u32, reducedCount: u32 }
+struct Params { keptSizes: array<vec4<u32>, 2>, keptStrides: array<vec4<u32>, 2>, reducedSizes: array<vec4<u32>, 2>, reducedStrides: array<vec4<u32>, 2>, n: u32, reducedCount: u32, xOff: u32, outOff: u32, accumulate: u32 }
 ${storage(0, "x", "array<f32>")}
 ${storage(1, "out", "array<f32>", true)}
 ${uniform(2)}
 ${entry1d()}
   if (i >= p.n) { return; }
   var rem = i;
-  var base = 0u;
+  var base = p.xOff;
   for (var k = 7; k >= 0; k--) {
     let size = p.keptSizes[k / 4][k % 4];
     base += (rem % size) * p.keptStrides[k / 4][k % 4];
@@ -242,14 +267,42 @@ ${entry1d()}
     }
     s += x[at];
   }
-  out[i] = s;
+  if (p.accumulate != 0u) { s += out[p.outOff + i]; }
+  out[p.outOff + i] = s;
 }`;
-  const params = new Params()
-    .u32x4(padFront(keptSizes, 1), 2)
-    .u32x4(padFront(keptStrides, 0), 2)
-    .u32x4(padFront(reducedSizes, 1), 2)
-    .u32x4(padFront(reducedStrides, 0), 2)
-    .u32(outTotal, reducedCount)
-    .bytes();
-  l.launch("sumToShape", source, [{ buffer: x }, { buffer: out, write: true }], params, grid1d(outTotal));
+  const padFront = (values: number[], fill: number) => [...new Array<number>(8 - values.length).fill(fill), ...values];
+  // Boxes of x, each summed into a contiguous block of out; a box whose summed-away axes do not
+  // start at 0 adds to the block an earlier box wrote.
+  const boxes = splitBoxes(xShape, [{ strides: xStrides, elementBytes: 4 }, { strides: outStrides, elementBytes: 4 }], spanBudget(l.limits));
+  for (const box of boxes) {
+    const keptSizes: number[] = [];
+    const keptStrides: number[] = [];
+    const reducedSizes: number[] = [];
+    const reducedStrides: number[] = [];
+    let accumulate = false;
+    for (let d = 0; d < rank; d++) {
+      if (!kept[d] && box.start[d]! > 0) accumulate = true;
+      if (box.shape[d] === 1) continue;
+      if (kept[d]) {
+        keptSizes.push(box.shape[d]!);
+        keptStrides.push(xStrides[d]!);
+      } else {
+        reducedSizes.push(box.shape[d]!);
+        reducedStrides.push(xStrides[d]!);
+      }
+    }
+    const count = keptSizes.reduce((a, b) => a * b, 1);
+    const xSpan = boxSpan(box, 0, xStrides);
+    const outSpan = boxSpan(box, 0, outStrides);
+    const wx = window(l, x, 4, xSpan.first, xSpan.count);
+    const wo = window(l, out, 4, outSpan.first, outSpan.count, true);
+    const params = new Params()
+      .u32x4(padFront(keptSizes, 1), 2)
+      .u32x4(padFront(keptStrides, 0), 2)
+      .u32x4(padFront(reducedSizes, 1), 2)
+      .u32x4(padFront(reducedStrides, 0), 2)
+      .u32(count, reducedSizes.reduce((a, b) => a * b, 1), wx.skew, wo.skew, accumulate ? 1 : 0)
+      .bytes();
+    l.launch("sumToShape", source, [wx.arg, wo.arg], params, grid1d(count));
+  }
 }
