@@ -1,14 +1,34 @@
-// Batched strided GEMM C = alpha·op(A)·op(B) + beta·C. A workgroup of 16×16 invocations computes a
-// 64×64 tile of C, each invocation a 4×4 block, over K in steps of 16 staged in workgroup memory.
-// Tile loads read four consecutive stored elements per invocation: one vec4 load when the operand's
-// offset, leading dimension, batch stride and stored width are multiples of 4, else four
+// Batched strided GEMM C = alpha·op(A)·op(B) + beta·C, tiled in workgroup memory. A workgroup
+// computes a TM×TN tile of C over K in steps of TK: it stages the A and B tiles in workgroup memory
+// as vec4s (four rows of A, four columns of B per element), then each invocation accumulates an
+// RM×RN block of C in registers, reading RM/4 + RN/4 vec4s per step of k for RM·RN FMAs.
+// Global tile loads read four consecutive stored elements per invocation: one vec4 load when the
+// operand's offset, leading dimension, batch stride and stored width are multiples of 4, else four
 // bounds-checked scalar loads. beta = 0 never reads C (NaN in C does not leak).
+//
+// Tile shapes were tuned on Mesa lavapipe (each workgroup runs on one CPU thread, invocations
+// vectorised 8 wide), where the register block per invocation dominates: 4×4 blocks with scalar
+// workgroup reads gave 0.5 GFLOP/s, 8×8 blocks with vec4 reads ~3. Small M (decode, short
+// prompts) uses shorter tiles so a 1-row product does not pay for 128 rows.
 import { ShapeError, type GemmArgs } from "@ecomla/core";
 import { type Launcher, Params, spanBudget, storage, uniform, window } from "./common.js";
 
-const TILE_M = 64;
-const TILE_N = 64;
-const TILE_K = 16;
+/** A tile shape: TM×TN outputs per workgroup over TK-deep slices, RM×RN per invocation. */
+export interface GemmTile {
+  tm: number;
+  tn: number;
+  tk: number;
+  rm: number;
+  rn: number;
+}
+
+/** The tile for an m×n product: the tallest tile m fills (4 ≤ RM, RN; multiples of 4). */
+export function gemmTile(m: number): GemmTile {
+  if (m > 64) return { tm: 128, tn: 128, tk: 16, rm: 8, rn: 8 };
+  if (m > 16) return { tm: 64, tn: 128, tk: 16, rm: 8, rn: 8 };
+  if (m > 4) return { tm: 16, tn: 128, tk: 16, rm: 4, rn: 8 };
+  return { tm: 4, tn: 128, tk: 16, rm: 4, rn: 4 };
+}
 
 /** GemmArgs with the GPU buffers resolved. */
 export type GpuGemmArgs = Omit<GemmArgs, "a" | "b" | "c"> & { a: GPUBuffer; b: GPUBuffer; c: GPUBuffer };
@@ -30,71 +50,83 @@ function loader(name: string, vec: boolean): string {
 }`;
 }
 
-function gemmSource(transA: boolean, transB: boolean, vecA: boolean, vecB: boolean): string {
+function gemmSource(tile: GemmTile, transA: boolean, transB: boolean, vecA: boolean, vecB: boolean): string {
+  const { tm, tn, tk, rm, rn } = tile;
+  const tx = tn / rn; // invocations along n
+  const wg = (tm / rm) * tx;
+  const loads = (vec4s: number) => Math.ceil(vec4s / wg);
+  const guard = (vec4s: number) => (vec4s % wg === 0 ? "" : `if (e >= ${vec4s}u) { break; }`);
   // Stored A is (K, M) when transposed, else (M, K); stored B is (N, K) when transposed, else (K, N).
+  // As[k][m/4] holds rows m..m+3 at depth k; Bs[k][n/4] holds columns n..n+3.
   const loadA = transA
-    ? `let kk = lid / 16u; let mq = (lid % 16u) * 4u;
-    let va = load4A(aBase, p.lda, p.k, p.m, k0 + kk, tileRow + mq);
-    for (var i = 0u; i < 4u; i++) { As[kk * ${TILE_M}u + mq + i] = va[i]; }`
-    : `let r = lid / 4u; let kq = (lid % 4u) * 4u;
-    let va = load4A(aBase, p.lda, p.m, p.k, tileRow + r, k0 + kq);
-    for (var i = 0u; i < 4u; i++) { As[(kq + i) * ${TILE_M}u + r] = va[i]; }`;
+    ? `let kk = e / ${tm / 4}u; let mq = (e % ${tm / 4}u) * 4u;
+      As[kk * ${tm / 4}u + mq / 4u] = load4A(aBase, p.lda, p.k, p.m, k0 + kk, tileRow + mq);`
+    : `let r = e / ${tk / 4}u; let kq = (e % ${tk / 4}u) * 4u;
+      let va = load4A(aBase, p.lda, p.m, p.k, tileRow + r, k0 + kq);
+      for (var i = 0u; i < 4u; i++) { As[(kq + i) * ${tm / 4}u + r / 4u][r % 4u] = va[i]; }`;
   const loadB = transB
-    ? `let r = lid / 4u; let kq = (lid % 4u) * 4u;
-    let vb = load4B(bBase, p.ldb, p.n, p.k, tileCol + r, k0 + kq);
-    for (var i = 0u; i < 4u; i++) { Bs[(kq + i) * ${TILE_N}u + r] = vb[i]; }`
-    : `let kk = lid / 16u; let nq = (lid % 16u) * 4u;
-    let vb = load4B(bBase, p.ldb, p.k, p.n, k0 + kk, tileCol + nq);
-    for (var i = 0u; i < 4u; i++) { Bs[kk * ${TILE_N}u + nq + i] = vb[i]; }`;
+    ? `let r = e / ${tk / 4}u; let kq = (e % ${tk / 4}u) * 4u;
+      let vb = load4B(bBase, p.ldb, p.n, p.k, tileCol + r, k0 + kq);
+      for (var i = 0u; i < 4u; i++) { Bs[(kq + i) * ${tn / 4}u + r / 4u][r % 4u] = vb[i]; }`
+    : `let kk = e / ${tn / 4}u; let nq = (e % ${tn / 4}u) * 4u;
+      Bs[kk * ${tn / 4}u + nq / 4u] = load4B(bBase, p.ldb, p.k, p.n, k0 + kk, tileCol + nq);`;
+  const aRegs = Array.from({ length: rm / 4 }, (_, i) => `let a${i} = As[kk * ${tm / 4}u + ty * ${rm / 4}u + ${i}u];`).join("\n      ");
+  const bRegs = Array.from({ length: rn / 4 }, (_, j) => `let b${j} = Bs[kk * ${tn / 4}u + tx * ${rn / 4}u + ${j}u];`).join("\n      ");
+  const fmas = Array.from({ length: rm }, (_, r) => Array.from({ length: rn / 4 }, (_, j) => `acc[${r * (rn / 4) + j}] += a${r >> 2}.${"xyzw"[r & 3]} * b${j};`).join(" ")).join("\n      ");
   return /* wgsl */ `
 struct Params { m: u32, n: u32, k: u32, lda: u32, ldb: u32, ldc: u32, aOffset: u32, bOffset: u32, cOffset: u32, strideA: u32, strideB: u32, strideC: u32, alpha: f32, beta: f32 }
 ${storage(0, "A", vecA ? "array<vec4<f32>>" : "array<f32>")}
 ${storage(1, "B", vecB ? "array<vec4<f32>>" : "array<f32>")}
 ${storage(2, "C", "array<f32>", true)}
 ${uniform(3)}
-var<workgroup> As: array<f32, ${TILE_K * TILE_M}>;
-var<workgroup> Bs: array<f32, ${TILE_K * TILE_N}>;
+var<workgroup> As: array<vec4<f32>, ${(tk * tm) / 4}>;
+var<workgroup> Bs: array<vec4<f32>, ${(tk * tn) / 4}>;
 ${loader("A", vecA)}
 ${loader("B", vecB)}
-@compute @workgroup_size(256)
+@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let batch = wid.z;
-  let tileRow = wid.y * ${TILE_M}u;
-  let tileCol = wid.x * ${TILE_N}u;
+  let tileRow = wid.y * ${tm}u;
+  let tileCol = wid.x * ${tn}u;
   let aBase = p.aOffset + batch * p.strideA;
   let bBase = p.bOffset + batch * p.strideB;
-  let tx = lid % 16u;
-  let ty = lid / 16u;
-  var acc: array<vec4<f32>, 4>;
-  for (var k0 = 0u; k0 < p.k; k0 += ${TILE_K}u) {
-    {
-    ${loadA}
+  let tx = lid % ${tx}u;
+  let ty = lid / ${tx}u;
+  var acc: array<vec4<f32>, ${(rm * rn) / 4}>;
+  for (var k0 = 0u; k0 < p.k; k0 += ${tk}u) {
+    for (var l = 0u; l < ${loads((tm * tk) / 4)}u; l++) {
+      let e = lid + l * ${wg}u;
+      ${guard((tm * tk) / 4)}
+      ${loadA}
     }
-    {
-    ${loadB}
+    for (var l = 0u; l < ${loads((tk * tn) / 4)}u; l++) {
+      let e = lid + l * ${wg}u;
+      ${guard((tk * tn) / 4)}
+      ${loadB}
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < ${TILE_K}u; kk++) {
-      let a = vec4<f32>(As[kk * ${TILE_M}u + ty * 4u], As[kk * ${TILE_M}u + ty * 4u + 1u], As[kk * ${TILE_M}u + ty * 4u + 2u], As[kk * ${TILE_M}u + ty * 4u + 3u]);
-      let b = vec4<f32>(Bs[kk * ${TILE_N}u + tx * 4u], Bs[kk * ${TILE_N}u + tx * 4u + 1u], Bs[kk * ${TILE_N}u + tx * 4u + 2u], Bs[kk * ${TILE_N}u + tx * 4u + 3u]);
-      acc[0] += a.x * b;
-      acc[1] += a.y * b;
-      acc[2] += a.z * b;
-      acc[3] += a.w * b;
+    for (var kk = 0u; kk < ${tk}u; kk++) {
+      ${aRegs}
+      ${bRegs}
+      ${fmas}
     }
     workgroupBarrier();
   }
   let cBase = p.cOffset + batch * p.strideC;
-  for (var i = 0u; i < 4u; i++) {
-    let row = tileRow + ty * 4u + i;
+  for (var r = 0u; r < ${rm}u; r++) {
+    let row = tileRow + ty * ${rm}u + r;
     if (row >= p.m) { break; }
-    for (var j = 0u; j < 4u; j++) {
-      let col = tileCol + tx * 4u + j;
-      if (col >= p.n) { break; }
-      let at = cBase + row * p.ldc + col;
-      var value = p.alpha * acc[i][j];
-      if (p.beta != 0.0) { value += p.beta * C[at]; }
-      C[at] = value;
+    for (var j = 0u; j < ${rn / 4}u; j++) {
+      let v = acc[r * ${rn / 4}u + j];
+      let col0 = tileCol + (tx * ${rn / 4}u + j) * 4u;
+      for (var c = 0u; c < 4u; c++) {
+        let col = col0 + c;
+        if (col >= p.n) { break; }
+        let at = cBase + row * p.ldc + col;
+        var value = p.alpha * v[c];
+        if (p.beta != 0.0) { value += p.beta * C[at]; }
+        C[at] = value;
+      }
     }
   }
 }`;
@@ -205,14 +237,15 @@ export function gemm(l: Launcher, g: GpuGemmArgs): void {
     // vec4 loads when the block's stored rows start, and its stored width ends, on a multiple of 4.
     const vecA = aligned(wa.skew, g.lda, g.strideA, g.transA ? block.mc : block.kc);
     const vecB = aligned(wb.skew, g.ldb, g.strideB, g.transB ? block.kc : block.nc);
-    const key = `gemm:${g.transA ? "T" : "N"}${g.transB ? "T" : "N"}:${vecA ? "v" : "s"}${vecB ? "v" : "s"}`;
+    const tile = gemmTile(block.mc);
+    const key = `gemm:${g.transA ? "T" : "N"}${g.transB ? "T" : "N"}:${vecA ? "v" : "s"}${vecB ? "v" : "s"}:${tile.tm}x${tile.tn}x${tile.tk}:${tile.rm}x${tile.rn}`;
     // Each window starts at the block's first element (plus the skew); strides and leading
     // dimensions are unchanged. A zero-depth block still writes beta·C.
     const params = new Params()
       .u32(block.mc, block.nc, block.kc, g.lda, g.ldb, g.ldc, wa.skew, wb.skew, wc.skew, g.strideA, g.strideB, g.strideC)
       .f32(g.alpha, block.beta)
       .bytes();
-    const groups: [number, number, number] = [Math.ceil(block.nc / TILE_N), Math.ceil(block.mc / TILE_M), block.nb];
-    l.launch(key, () => gemmSource(g.transA, g.transB, vecA, vecB), [wa.arg, wb.arg, wc.arg], params, groups);
+    const groups: [number, number, number] = [Math.ceil(block.nc / tile.tn), Math.ceil(block.mc / tile.tm), block.nb];
+    l.launch(key, () => gemmSource(tile, g.transA, g.transB, vecA, vecB), [wa.arg, wb.arg, wc.arg], params, groups);
   }
 }
