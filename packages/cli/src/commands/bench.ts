@@ -206,11 +206,19 @@ export async function benchKernels(
 
 type BenchBaselines = NonNullable<TensorBackend["capabilities"]["benchBaselines"]>;
 
-/** Baselines for a backend that names none: the CPU backend's, when it is installed. */
-async function borrowedBaselines(pipeline: Pipeline, backend: TensorBackend): Promise<{ from: string; baselines: BenchBaselines } | undefined> {
-  if (backend.capabilities.benchBaselines || !pipeline.registry.has("backend", "cpu")) return undefined;
-  const cpu = await pipeline.backend("cpu");
-  return cpu.capabilities.benchBaselines ? { from: cpu.name, baselines: cpu.capabilities.benchBaselines } : undefined;
+/**
+ * Baselines for a backend that names none: the CPU backend's, when it is installed and loads (a
+ * machine may lack its OpenBLAS); `skipped` says why there are none.
+ */
+async function borrowedBaselines(pipeline: Pipeline, backend: TensorBackend): Promise<{ from: string; baselines: BenchBaselines } | { skipped: string } | undefined> {
+  if (backend.capabilities.benchBaselines) return undefined;
+  if (!pipeline.registry.has("backend", "cpu")) return { skipped: "the cpu backend (@ecomla/backend-cpu) is not installed" };
+  try {
+    const cpu = await pipeline.backend("cpu");
+    return cpu.capabilities.benchBaselines ? { from: cpu.name, baselines: cpu.capabilities.benchBaselines } : { skipped: "the cpu backend names no baselines" };
+  } catch (error) {
+    return { skipped: `the cpu backend did not load: ${(error as Error).message}` };
+  }
 }
 
 /**
@@ -408,6 +416,7 @@ function printText(report: Record<string, any>): void {
   const torchKl = report.pytorch?.klMs !== undefined ? `  PyTorch eager ${report.pytorch.klMs.toFixed(1)} ms${x(report.klDiv.ratioVsPytorch)}` : "";
   w(`fused KL 2048×32000 (+grad): ${report.klDiv.ms.toFixed(1)} ms${torchKl}`);
   if (report.pytorch?.skipped) w(`PyTorch baseline skipped: ${report.pytorch.skipped}`);
+  if (report.baselines?.skipped) w(`baselines skipped: ${report.baselines.skipped}`);
 }
 
 /** `ecomla bench kernels`: kernel timings beside baselines measured in the same run. */
@@ -426,8 +435,10 @@ export function benchCommand(program: Command): void {
       const pipeline = await openPipeline(cmd.optsWithGlobals<GlobalOptions>());
       const backend = await pipeline.backend(opts.backend);
       const threads = Number(process.env.ECOMLA_NUM_THREADS) || availableParallelism();
-      const baselines = await borrowedBaselines(pipeline, backend);
+      const borrowed = await borrowedBaselines(pipeline, backend);
+      const baselines = borrowed && "baselines" in borrowed ? borrowed : undefined;
       const report = await benchKernels(backend, { repeats, pytorch: opts.pytorch, threads, ...(baselines ? { baselines } : {}) });
+      if (borrowed && "skipped" in borrowed) report.baselines = borrowed;
       if (opts.json) process.stdout.write(JSON.stringify(report, null, 2) + "\n");
       else printText(report);
     });
