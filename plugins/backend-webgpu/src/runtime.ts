@@ -42,6 +42,13 @@ export async function requestDevice(powerPreference: GPUPowerPreference = "high-
   if (process.env.XDG_RUNTIME_DIR === undefined) process.env.XDG_RUNTIME_DIR = "/tmp";
   Object.assign(globalThis, globals);
   gpuSingleton ??= create([]);
+  // The first requestAdapter of a process enumerates the Vulkan devices. On lavapipe Dawn then
+  // prints two "maxDynamic{Uniform,Storage}BuffersPerPipelineLayout artificially reduced from
+  // 1000000 to 16" warnings: lavapipe reports 1,000,000 dynamic buffers per descriptor set and
+  // Dawn's NormalizeLimits clamps that to its internal 16, printing with fprintf(stderr). They are
+  // harmless, independent of the limits requested below, and Dawn offers no toggle or callback to
+  // mute them; only redirecting the process's fd 2 around this call would, which races with any
+  // other thread opening files, so they are left alone.
   const adapter = await gpuSingleton.requestAdapter({ powerPreference });
   if (adapter === null) {
     throw new EcomlaError(
