@@ -126,7 +126,11 @@ export async function benchKernels(
     const c = bufs.random(m * n);
     const call = () =>
       backend.gemm({ batch: 1, m, n, k, transA: false, transB: false, alpha: 1, beta: 0, a, lda: k, strideA: 0, b, ldb: n, strideB: 0, c, ldc: n, strideC: 0 });
-    // Backend and direct-BLAS calls alternate, so both see the same machine load.
+    // The backend's own direct-BLAS calls alternate with it, so both see the same machine load. A
+    // borrowed baseline (another backend's BLAS) runs after the backend's calls instead: on a
+    // software rasteriser such as lavapipe both share the CPU, and BLAS threads still spinning after
+    // a call would slow the backend's next one.
+    const interleave = baselinesFrom === backend.name;
     const backendTimes: number[] = [];
     const directTimes: number[] = [];
     for (let i = -2; i < repeats; i++) {
@@ -134,11 +138,12 @@ export async function benchKernels(
       call();
       await backend.sync();
       const elapsed = performance.now() - t0;
-      const direct = baselines?.gemmMs?.(m, n, k, 1)[0];
+      const direct = interleave ? baselines?.gemmMs?.(m, n, k, 1)[0] : undefined;
       if (i < 0) continue;
       backendTimes.push(elapsed);
       if (direct !== undefined) directTimes.push(direct);
     }
+    if (!interleave && baselines?.gemmMs) directTimes.push(...baselines.gemmMs(m, n, k, repeats + 2).slice(2));
     bufs.dispose();
     const ms = median(backendTimes);
     const gflops = (2 * m * n * k) / ms / 1e6;
