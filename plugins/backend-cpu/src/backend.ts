@@ -4,6 +4,7 @@
 import { fileURLToPath } from "node:url";
 import {
   DTYPE_BYTES,
+  BackendChecks,
   EcomlaError,
   type AdamWArgs,
   type AttentionArgs,
@@ -60,7 +61,7 @@ export class CpuBackend implements TensorBackend {
   readonly capabilities: BackendCapabilities;
   private readonly native: NativeAddon;
   private readonly pool: BufferPool;
-  private stats: BackendMemoryStats = { liveBuffers: 0, liveBytes: 0, peakBytes: 0, allocCount: 0 };
+  private readonly checks: BackendChecks<CpuBuffer> = new BackendChecks<CpuBuffer>("CpuBackend", "cpu", this, (b): b is CpuBuffer => b instanceof CpuBuffer);
 
   constructor(options: CpuBackendOptions = {}) {
     this.native = loadNative();
@@ -96,30 +97,9 @@ export class CpuBackend implements TensorBackend {
 
   // ---- buffer checks ------------------------------------------------------------------------------
 
-  private own(kernel: string, arg: string, buf: DeviceBuffer): CpuBuffer {
-    if (!(buf instanceof CpuBuffer)) {
-      const from = (buf as Partial<DeviceBuffer> | null | undefined)?.backend;
-      throw new EcomlaError(`CpuBackend.${kernel}: argument '${arg}' is a buffer of backend '${String(from)}', expected one of 'cpu'`);
-    }
-    if (buf.owner !== this) throw new EcomlaError(`CpuBackend.${kernel}: argument '${arg}' belongs to another CpuBackend instance`);
-    if (buf.freed) throw new EcomlaError(`CpuBackend.${kernel}: argument '${arg}' was already freed (use after free)`);
-    return buf;
-  }
-
-  private range(kernel: string, arg: string, buf: CpuBuffer, span: [number, number] | null): void {
-    if (span === null) return;
-    const [lo, hi] = span;
-    if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi > buf.length) {
-      fail(kernel, `argument '${arg}' needs elements [${lo}, ${hi}) but has length ${buf.length}`);
-    }
-  }
-
   /** The block of a buffer of `dtype` holding elements [offset, offset+count). */
   private typed(kernel: string, arg: string, buf: DeviceBuffer, dtype: DType, count: number, offset = 0): ArrayBuffer {
-    const b = this.own(kernel, arg, buf);
-    if (b.dtype !== dtype) fail(kernel, `argument '${arg}' has dtype ${b.dtype}, expected ${dtype}`);
-    this.range(kernel, arg, b, count > 0 ? [offset, offset + count] : null);
-    return b.block;
+    return this.checks.typed(kernel, arg, buf, dtype, count, offset).block;
   }
 
   private f32(kernel: string, arg: string, buf: DeviceBuffer, count: number, offset = 0): ArrayBuffer {
@@ -137,10 +117,7 @@ export class CpuBackend implements TensorBackend {
     checkInts("alloc", { length });
     const bytes = length * DTYPE_BYTES[dtype];
     const buf = new CpuBuffer(this, dtype, length, this.pool.take(bytes));
-    this.stats.liveBuffers++;
-    this.stats.liveBytes += bytes;
-    this.stats.allocCount++;
-    if (this.stats.liveBytes > this.stats.peakBytes) this.stats.peakBytes = this.stats.liveBytes;
+    this.checks.allocated(bytes);
     return buf;
   }
 
@@ -148,30 +125,29 @@ export class CpuBackend implements TensorBackend {
     if (buf instanceof CpuBuffer && buf.owner === this && buf.freed) {
       throw new EcomlaError(`CpuBackend.free: buffer (${buf.dtype}, length ${buf.length}) was already freed (freeing twice)`);
     }
-    const b = this.own("free", "buf", buf);
+    const b = this.checks.own("free", "buf", buf);
     b.freed = true;
     this.pool.give(b.block);
     b.block = new ArrayBuffer(0);
-    this.stats.liveBuffers--;
-    this.stats.liveBytes -= b.length * DTYPE_BYTES[b.dtype];
+    this.checks.released(b.length * DTYPE_BYTES[b.dtype]);
   }
 
   upload(buf: DeviceBuffer, data: HostArray, offset = 0): void {
-    const b = this.own("upload", "buf", buf);
+    const b = this.checks.own("upload", "buf", buf);
     const expected = HOST_ARRAY_OF[b.dtype];
     const found = (data as object)?.constructor?.name ?? typeof data;
     if (found !== expected) fail("upload", `a ${b.dtype} buffer takes a ${expected}, found ${found}`);
     checkInts("upload", { offset });
-    this.range("upload", "buf", b, data.length > 0 ? [offset, offset + data.length] : null);
+    this.checks.span("upload", "buf", b, data.length > 0 ? [offset, offset + data.length] : null);
     const View = data.constructor as Float32ArrayConstructor;
     new View(b.block, offset * data.BYTES_PER_ELEMENT, data.length).set(data as Float32Array);
   }
 
   async download<D extends DType>(buf: DeviceBuffer & { dtype: D }, offset = 0, length?: number): Promise<HostArrayOf<D>> {
-    const b = this.own("download", "buf", buf);
+    const b = this.checks.own("download", "buf", buf);
     const count = length ?? b.length - offset;
     checkInts("download", { offset, length: count });
-    this.range("download", "buf", b, count > 0 ? [offset, offset + count] : null);
+    this.checks.span("download", "buf", b, count > 0 ? [offset, offset + count] : null);
     const bytes = DTYPE_BYTES[b.dtype];
     const View = b.dtype === "f32" ? Float32Array : b.dtype === "i32" ? Int32Array : Uint16Array;
     // A copy: the block returns to the pool when the buffer is freed.
@@ -181,20 +157,20 @@ export class CpuBackend implements TensorBackend {
   async sync(): Promise<void> {}
 
   memoryStats(): BackendMemoryStats {
-    return { ...this.stats };
+    return this.checks.snapshot();
   }
 
   /** Restart peakBytes from the current liveBytes. */
   resetPeak(): void {
-    this.stats.peakBytes = this.stats.liveBytes;
+    this.checks.resetPeak();
   }
 
   // ---- layout -------------------------------------------------------------------------------------
 
   fill(out: DeviceBuffer, value: number, n: number, offset = 0): void {
-    const b = this.own("fill", "out", out);
+    const b = this.checks.own("fill", "out", out);
     checkInts("fill", { n, offset });
-    this.range("fill", "out", b, n > 0 ? [offset, offset + n] : null);
+    this.checks.span("fill", "out", b, n > 0 ? [offset, offset + n] : null);
     if (n > 0) this.native.fill(b.block, DTYPE_CODE[b.dtype], value, n, offset);
   }
 
@@ -212,8 +188,8 @@ export class CpuBackend implements TensorBackend {
     const { shape, srcStrides, dstStrides } = args;
     const srcOffset = args.srcOffset ?? 0;
     const dstOffset = args.dstOffset ?? 0;
-    const src = this.own(k, "src", args.src);
-    const dst = this.own(k, "dst", args.dst);
+    const src = this.checks.own(k, "src", args.src);
+    const dst = this.checks.own(k, "dst", args.dst);
     if (src.dtype !== dst.dtype) fail(k, `src has dtype ${src.dtype} but dst has dtype ${dst.dtype}; they must match`);
     checkShape(k, "shape", shape);
     if (srcStrides.length !== shape.length || dstStrides.length !== shape.length) {
@@ -223,8 +199,8 @@ export class CpuBackend implements TensorBackend {
       if (!Number.isInteger(s)) fail(k, `strides and offsets must be integers, found ${s}`);
     }
     const srcSpan = stridedSpan(srcOffset, shape, srcStrides);
-    this.range(k, "src", src, srcSpan);
-    this.range(k, "dst", dst, stridedSpan(dstOffset, shape, dstStrides));
+    this.checks.span(k, "src", src, srcSpan);
+    this.checks.span(k, "dst", dst, stridedSpan(dstOffset, shape, dstStrides));
     if (srcSpan === null) return;
     let source = src.block;
     let sourceOffset = srcOffset;
@@ -239,11 +215,11 @@ export class CpuBackend implements TensorBackend {
   }
 
   cast(src: DeviceBuffer, dst: DeviceBuffer, n: number): void {
-    const s = this.own("cast", "src", src);
-    const d = this.own("cast", "dst", dst);
+    const s = this.checks.own("cast", "src", src);
+    const d = this.checks.own("cast", "dst", dst);
     checkInts("cast", { n });
-    this.range("cast", "src", s, n > 0 ? [0, n] : null);
-    this.range("cast", "dst", d, n > 0 ? [0, n] : null);
+    this.checks.span("cast", "src", s, n > 0 ? [0, n] : null);
+    this.checks.span("cast", "dst", d, n > 0 ? [0, n] : null);
     if (n > 0) this.native.cast(s.block, DTYPE_CODE[s.dtype], d.block, DTYPE_CODE[d.dtype], n);
   }
 
@@ -264,15 +240,15 @@ export class CpuBackend implements TensorBackend {
     if (bRows > 1 && args.ldb < bCols) fail(k, `ldb must be ≥ ${bCols} (columns of B as stored), found ${args.ldb}`);
     if (m > 1 && args.ldc < n) fail(k, `ldc must be ≥ ${n}, found ${args.ldc}`);
     if (batch > 1 && args.strideC === 0 && m * n > 0) fail(k, `strideC = 0 with batch ${batch} would write every batch to the same C`);
-    const a = this.own(k, "a", args.a);
-    const b = this.own(k, "b", args.b);
-    const c = this.own(k, "c", args.c);
+    const a = this.checks.own(k, "a", args.a);
+    const b = this.checks.own(k, "b", args.b);
+    const c = this.checks.own(k, "c", args.c);
     for (const [name, buf] of [["a", a], ["b", b], ["c", c]] as const) {
       if (buf.dtype !== "f32") fail(k, `argument '${name}' has dtype ${buf.dtype}, expected f32`);
     }
-    this.range(k, "a", a, stridedSpan(aOffset, [batch, aRows, aCols], [args.strideA, args.lda, 1]));
-    this.range(k, "b", b, stridedSpan(bOffset, [batch, bRows, bCols], [args.strideB, args.ldb, 1]));
-    this.range(k, "c", c, stridedSpan(cOffset, [batch, m, n], [args.strideC, args.ldc, 1]));
+    this.checks.span(k, "a", a, stridedSpan(aOffset, [batch, aRows, aCols], [args.strideA, args.lda, 1]));
+    this.checks.span(k, "b", b, stridedSpan(bOffset, [batch, bRows, bCols], [args.strideB, args.ldb, 1]));
+    this.checks.span(k, "c", c, stridedSpan(cOffset, [batch, m, n], [args.strideC, args.ldc, 1]));
     if (m === 0 || n === 0) return;
     // BLAS forbids C overlapping an input: give it snapshots of inputs that share C's block.
     const aBlock = a.block === c.block ? a.block.slice(0) : a.block;
@@ -412,8 +388,8 @@ export class CpuBackend implements TensorBackend {
     const xb = this.f32(k, "x", args.x, size);
     const ob = this.f32(k, "out", args.out, size);
     const half = headDim / 2;
-    const cosBuf = this.own(k, "cos", args.cos);
-    const sinBuf = this.own(k, "sin", args.sin);
+    const cosBuf = this.checks.own(k, "cos", args.cos);
+    const sinBuf = this.checks.own(k, "sin", args.sin);
     const cb = this.f32(k, "cos", args.cos, 0);
     const sb = this.f32(k, "sin", args.sin, 0);
     // Rows available in both tables; positions beyond them are an error (checked natively for `positions`).
@@ -442,9 +418,9 @@ export class CpuBackend implements TensorBackend {
       if (strides.length !== 3) fail(kernel, `${name}.strides must have 3 entries [batch, token, head], found ${strides.length}`);
       checkInts(kernel, { [`${name}.offset`]: offset });
       if (!strides.every((s) => Number.isInteger(s))) fail(kernel, `${name}.strides must be integers, found [${strides.join(", ")}]`);
-      const b = this.own(kernel, name, v.buf);
+      const b = this.checks.own(kernel, name, v.buf);
       if (b.dtype !== "f32") fail(kernel, `argument '${name}' has dtype ${b.dtype}, expected f32`);
-      this.range(kernel, name, b, stridedSpan(offset, [batch, tokens, heads, dim], [...strides, 1]));
+      this.checks.span(kernel, name, b, stridedSpan(offset, [batch, tokens, heads, dim], [...strides, 1]));
       return { block: b.block, offset, strides };
     };
     const q = view("q", args.q, queryLen, numHeads, qkDim);

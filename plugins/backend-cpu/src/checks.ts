@@ -1,19 +1,8 @@
 // Argument checks shared by the CpuBackend kernels: everything JS can see without reading device
 // data, so bad input raises a ShapeError/EcomlaError instead of touching memory it does not own.
-import { EcomlaError, ShapeError, type DType } from "@ecomla/core";
+import { ArgumentChecks, EcomlaError, type DType } from "@ecomla/core";
 
-/** Half-open element range [lo, hi) a strided view touches; null when the view is empty. */
-export function stridedSpan(offset: number, shape: readonly number[], strides: readonly number[]): [number, number] | null {
-  let lo = offset;
-  let hi = offset;
-  for (let d = 0; d < shape.length; d++) {
-    if (shape[d] === 0) return null;
-    const extent = (shape[d]! - 1) * strides[d]!;
-    if (extent < 0) lo += extent;
-    else hi += extent;
-  }
-  return [lo, hi + 1];
-}
+export { stridedSpan } from "@ecomla/core";
 
 export function sizeOfShape(shape: readonly number[]): number {
   let n = 1;
@@ -21,28 +10,25 @@ export function sizeOfShape(shape: readonly number[]): number {
   return n;
 }
 
+// The plain-argument checks every backend shares (core's ArgumentChecks), named for this one.
+const args = new ArgumentChecks("CpuBackend");
+
 /** Throws a ShapeError naming the kernel. */
 export function fail(kernel: string, message: string): never {
-  throw new ShapeError(`CpuBackend.${kernel}: ${message}`);
+  return args.fail(kernel, message);
 }
 
 export function checkInts(kernel: string, values: Record<string, number>, min = 0): void {
-  for (const key in values) {
-    const value = values[key]!;
-    if (!Number.isInteger(value) || value < min) fail(kernel, `${key} must be an integer ≥ ${min}, found ${value}`);
-  }
+  args.ints(kernel, values, min);
 }
 
+/** At most rank 6 (the native kernels' limit). */
 export function checkShape(kernel: string, arg: string, shape: readonly number[]): void {
-  if (!Array.isArray(shape)) fail(kernel, `${arg} must be an array of dimensions, found ${typeof shape}`);
-  if (shape.length > 6) fail(kernel, `${arg} has rank ${shape.length}, at most 6 supported: [${shape.join(", ")}]`);
-  shape.forEach((d, i) => checkInts(kernel, { [`${arg}[${i}]`]: d }));
+  args.shape(kernel, arg, shape, 6);
 }
 
-/** `shape` broadcasts to `target`: right-aligned, each dim equal or 1. */
 export function checkBroadcast(kernel: string, arg: string, shape: readonly number[], targetArg: string, target: readonly number[]): void {
-  const ok = shape.length <= target.length && shape.every((d, i) => d === 1 || d === target[target.length - shape.length + i]);
-  if (!ok) fail(kernel, `${arg} [${shape.join(", ")}] does not broadcast to ${targetArg} [${target.join(", ")}]`);
+  args.broadcast(kernel, arg, shape, targetArg, target);
 }
 
 /** `shape` left-padded with 1s to `rank`. */

@@ -1,6 +1,7 @@
 // WebGpuBackend: the TensorBackend contract on Dawn. Buffers come from a size-bucketed pool;
 // kernels only record commands (see runtime.ts); download is the only readback.
 import {
+  BackendChecks,
   DTYPE_BYTES,
   EcomlaError,
   ShapeError,
@@ -69,7 +70,7 @@ export class WebGpuBackend implements TensorBackend, Launcher {
   readonly capabilities: BackendCapabilities = {};
   readonly runtime: GpuRuntime;
   private readonly pool: BufferPool;
-  private readonly stats: BackendMemoryStats = { liveBuffers: 0, liveBytes: 0, peakBytes: 0, allocCount: 0 };
+  private readonly checks: BackendChecks<WebGpuBuffer> = new BackendChecks<WebGpuBuffer>("WebGpuBackend", "webgpu", this, (b): b is WebGpuBuffer => b instanceof WebGpuBuffer);
   /** Storage-binding limits the kernels split their work by. */
   readonly limits: BindingLimits;
 
@@ -124,19 +125,10 @@ export class WebGpuBackend implements TensorBackend, Launcher {
 
   // ---- validation -------------------------------------------------------------------------------------
 
-  private own(kernel: string, arg: string, buf: DeviceBuffer): WebGpuBuffer {
-    if (!(buf instanceof WebGpuBuffer)) {
-      throw new EcomlaError(`WebGpuBackend.${kernel}: argument '${arg}' is a buffer of backend '${String((buf as Partial<DeviceBuffer> | null)?.backend)}', expected one of 'webgpu'`);
-    }
-    if (buf.owner !== this) throw new EcomlaError(`WebGpuBackend.${kernel}: argument '${arg}' belongs to another WebGpuBackend instance`);
-    if (buf.freed) throw new EcomlaError(`WebGpuBackend.${kernel}: argument '${arg}' was already freed (use after free)`);
-    return buf;
-  }
-
   /** The GPU buffer behind an f32 (or `dtype`) argument. */
   private g(kernel: string, arg: string, buf: DeviceBuffer, dtype: DType = "f32"): GPUBuffer {
-    const b = this.own(kernel, arg, buf);
-    if (b.dtype !== dtype) throw new ShapeError(`WebGpuBackend.${kernel}: argument '${arg}' has dtype ${b.dtype}, expected ${dtype}`);
+    const b = this.checks.own(kernel, arg, buf);
+    this.checks.dtype(kernel, arg, b, dtype);
     return b.gpu;
   }
 
@@ -150,10 +142,7 @@ export class WebGpuBackend implements TensorBackend, Launcher {
       throw new ShapeError(`WebGpuBackend.alloc: ${length} ${dtype} elements take ${bytes} bytes, more than the device's maxBufferSize of ${this.device.limits.maxBufferSize} bytes`);
     }
     const buf = new WebGpuBuffer(this, dtype, length, this.pool.acquire(storageBytes(dtype, length)));
-    this.stats.liveBuffers++;
-    this.stats.liveBytes += length * DTYPE_BYTES[dtype];
-    this.stats.allocCount++;
-    this.stats.peakBytes = Math.max(this.stats.peakBytes, this.stats.liveBytes);
+    this.checks.allocated(length * DTYPE_BYTES[dtype]);
     return buf;
   }
 
@@ -161,15 +150,14 @@ export class WebGpuBackend implements TensorBackend, Launcher {
     if (buf instanceof WebGpuBuffer && buf.owner === this && buf.freed) {
       throw new EcomlaError(`WebGpuBackend.free: buffer (${buf.dtype}, length ${buf.length}) was already freed (freeing twice)`);
     }
-    const b = this.own("free", "buf", buf);
+    const b = this.checks.own("free", "buf", buf);
     b.freed = true;
     this.pool.release(b.gpu);
-    this.stats.liveBuffers--;
-    this.stats.liveBytes -= b.length * DTYPE_BYTES[b.dtype];
+    this.checks.released(b.length * DTYPE_BYTES[b.dtype]);
   }
 
   upload(buf: DeviceBuffer, data: HostArray, offset = 0): void {
-    const b = this.own("upload", "buf", buf);
+    const b = this.checks.own("upload", "buf", buf);
     const found = data.constructor.name;
     if (found !== HOST_ARRAY_NAME[b.dtype]) throw new ShapeError(`WebGpuBackend.upload: a ${b.dtype} buffer takes a ${HOST_ARRAY_NAME[b.dtype]}, found ${found}`);
     if (!Number.isInteger(offset) || offset < 0 || offset + data.length > b.length) {
@@ -191,7 +179,7 @@ export class WebGpuBackend implements TensorBackend, Launcher {
   }
 
   async download<D extends DType>(buf: DeviceBuffer & { dtype: D }, offset = 0, length?: number): Promise<HostArrayOf<D>> {
-    const b = this.own("download", "buf", buf);
+    const b = this.checks.own("download", "buf", buf);
     const count = length ?? b.length - offset;
     if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(count) || count < 0 || offset + count > b.length) {
       throw new ShapeError(`WebGpuBackend.download: elements [${offset}, ${offset + count}) are outside a buffer of length ${b.length}`);
@@ -210,7 +198,7 @@ export class WebGpuBackend implements TensorBackend, Launcher {
   }
 
   memoryStats(): BackendMemoryStats {
-    return { ...this.stats };
+    return this.checks.snapshot();
   }
 
   /** Pool occupancy (capacity held, idle buffers), beside the exact live accounting of memoryStats. */
@@ -239,7 +227,7 @@ export class WebGpuBackend implements TensorBackend, Launcher {
   // ---- layout -------------------------------------------------------------------------------------
 
   fill(out: DeviceBuffer, value: number, n: number, offset = 0): void {
-    const b = this.own("fill", "out", out);
+    const b = this.checks.own("fill", "out", out);
     if (offset + n > b.length) throw new ShapeError(`WebGpuBackend.fill: elements [${offset}, ${offset + n}) do not fit a buffer of length ${b.length}`);
     let bits: number;
     if (b.dtype === "f32") bits = new Uint32Array(Float32Array.of(value).buffer)[0]!;
@@ -258,16 +246,16 @@ export class WebGpuBackend implements TensorBackend, Launcher {
     shape: readonly number[];
     accumulate?: boolean;
   }): void {
-    const src = this.own("copyStrided", "src", args.src);
-    const dst = this.own("copyStrided", "dst", args.dst);
+    const src = this.checks.own("copyStrided", "src", args.src);
+    const dst = this.checks.own("copyStrided", "dst", args.dst);
     if (src.dtype !== dst.dtype) throw new ShapeError(`WebGpuBackend.copyStrided: src has dtype ${src.dtype} but dst has dtype ${dst.dtype}; they must match`);
     if (args.shape.length > 6) throw new ShapeError(`WebGpuBackend.copyStrided: rank must be ≤ 6, found shape [${args.shape.join(", ")}]`);
     layout.copyStrided(this, dst.dtype, src.gpu, args.srcOffset ?? 0, args.srcStrides, dst.gpu, args.dstOffset ?? 0, args.dstStrides, args.shape, args.accumulate ?? false);
   }
 
   cast(src: DeviceBuffer, dst: DeviceBuffer, n: number): void {
-    const s = this.own("cast", "src", src);
-    const d = this.own("cast", "dst", dst);
+    const s = this.checks.own("cast", "src", src);
+    const d = this.checks.own("cast", "dst", dst);
     if (s.dtype === d.dtype) {
       layout.copyStrided(this, d.dtype, s.gpu, 0, [1], d.gpu, 0, [1], [n], false);
       return;
@@ -332,7 +320,7 @@ export class WebGpuBackend implements TensorBackend, Launcher {
   rope(args: RopeArgs): void {
     if (args.headDim % 2 !== 0) throw new ShapeError(`WebGpuBackend.rope: headDim must be even, found ${args.headDim}`);
     const positions = args.positions === undefined ? null : this.g("rope", "positions", args.positions, "i32");
-    const cos = this.own("rope", "cos", args.cos);
+    const cos = this.checks.own("rope", "cos", args.cos);
     rope(this, { ...args, x: this.g("rope", "x", args.x), out: this.g("rope", "out", args.out), cos: this.g("rope", "cos", args.cos), sin: this.g("rope", "sin", args.sin), positions, tableLength: cos.length });
   }
 

@@ -39,19 +39,6 @@ export function encode(dtype: DType, value: number): number {
   return value;
 }
 
-/** Half-open element range [lo, hi) touched by a strided view; null when the view is empty. */
-export function stridedSpan(offset: number, shape: readonly number[], strides: readonly number[]): [number, number] | null {
-  let lo = offset;
-  let hi = offset;
-  for (let d = 0; d < shape.length; d++) {
-    if (shape[d] === 0) return null;
-    const extent = (shape[d]! - 1) * strides[d]!;
-    if (extent < 0) lo += extent;
-    else hi += extent;
-  }
-  return [lo, hi + 1];
-}
-
 /** A copy of `input` when it is the same storage as one of the outputs, so kernels read pre-call values. */
 export function unalias<T extends Store>(input: T, ...outputs: Store[]): T {
   return outputs.includes(input) ? (input.slice() as T) : input;

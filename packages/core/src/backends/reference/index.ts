@@ -26,7 +26,8 @@ import {
   type UnaryOp,
 } from "../../interfaces/backend.js";
 import { jacobiSvd } from "../../linalg/svd.js";
-import { HOST_ARRAY_OF, ReferenceBuffer, decode, encode, hostArrayName, stridedSpan, unalias } from "./buffer.js";
+import { BackendChecks, stridedSpan } from "../checks.js";
+import { HOST_ARRAY_OF, ReferenceBuffer, decode, encode, hostArrayName, unalias } from "./buffer.js";
 import {
   binaryKernel,
   copyStridedKernel,
@@ -55,7 +56,7 @@ export class ReferenceBackend implements TensorBackend {
   readonly capabilities: BackendCapabilities = {
     svd: async (a, m, n) => jacobiSvd(a, m, n),
   };
-  private stats: BackendMemoryStats = { liveBuffers: 0, liveBytes: 0, peakBytes: 0, allocCount: 0 };
+  private readonly checks: BackendChecks<ReferenceBuffer> = new BackendChecks<ReferenceBuffer>("ReferenceBackend", "reference", this, (b): b is ReferenceBuffer => b instanceof ReferenceBuffer);
 
   constructor(options: ReferenceBackendOptions = {}) {
     this.precision = options.precision ?? "f32";
@@ -66,53 +67,19 @@ export class ReferenceBackend implements TensorBackend {
 
   // ---- validation ---------------------------------------------------------------------------------
 
-  private fail(kernel: string, message: string): never {
-    throw new ShapeError(`ReferenceBackend.${kernel}: ${message}`);
-  }
-
-  private own(kernel: string, arg: string, buf: DeviceBuffer): ReferenceBuffer {
-    if (!(buf instanceof ReferenceBuffer)) {
-      const from = (buf as Partial<DeviceBuffer> | null | undefined)?.backend;
-      throw new EcomlaError(`ReferenceBackend.${kernel}: argument '${arg}' is a buffer of backend '${String(from)}', expected one of 'reference'`);
-    }
-    if (buf.owner !== this) {
-      throw new EcomlaError(`ReferenceBackend.${kernel}: argument '${arg}' belongs to another ReferenceBackend instance`);
-    }
-    if (buf.freed) throw new EcomlaError(`ReferenceBackend.${kernel}: argument '${arg}' was already freed (use after free)`);
-    return buf;
-  }
-
-  private checkInts(kernel: string, values: Record<string, number>, min = 0): void {
-    for (const [key, value] of Object.entries(values)) {
-      if (!Number.isInteger(value) || value < min) this.fail(kernel, `${key} must be an integer ≥ ${min}, found ${value}`);
-    }
-  }
-
-  private checkRange(kernel: string, arg: string, buf: ReferenceBuffer, span: [number, number] | null): void {
-    if (span === null) return;
-    const [lo, hi] = span;
-    if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi > buf.length) {
-      this.fail(kernel, `argument '${arg}' needs elements [${lo}, ${hi}) but has length ${buf.length}`);
-    }
-  }
-
-  private checkDtype(kernel: string, arg: string, buf: ReferenceBuffer, dtype: DType): void {
-    if (buf.dtype !== dtype) this.fail(kernel, `argument '${arg}' has dtype ${buf.dtype}, expected ${dtype}`);
-  }
-
   /** An f32 buffer's storage, after checking that elements [offset, offset+count) exist. */
   private floats(kernel: string, arg: string, buf: DeviceBuffer, count: number, offset = 0): FloatStore {
-    const b = this.own(kernel, arg, buf);
-    this.checkDtype(kernel, arg, b, "f32");
-    this.checkRange(kernel, arg, b, count > 0 ? [offset, offset + count] : null);
+    const b = this.checks.own(kernel, arg, buf);
+    this.checks.dtype(kernel, arg, b, "f32");
+    this.checks.span(kernel, arg, b, count > 0 ? [offset, offset + count] : null);
     return b.data as FloatStore;
   }
 
   /** An i32 buffer's storage, after checking that elements [0, count) exist. */
   private ints(kernel: string, arg: string, buf: DeviceBuffer, count: number): Int32Array {
-    const b = this.own(kernel, arg, buf);
-    this.checkDtype(kernel, arg, b, "i32");
-    this.checkRange(kernel, arg, b, count > 0 ? [0, count] : null);
+    const b = this.checks.own(kernel, arg, buf);
+    this.checks.dtype(kernel, arg, b, "i32");
+    this.checks.span(kernel, arg, b, count > 0 ? [0, count] : null);
     return b.data as Int32Array;
   }
 
@@ -137,7 +104,7 @@ export class ReferenceBackend implements TensorBackend {
 
   alloc(dtype: DType, length: number): DeviceBuffer {
     if (!(dtype in DTYPE_BYTES)) throw new ShapeError(`ReferenceBackend.alloc: unknown dtype ${JSON.stringify(dtype)}`);
-    this.checkInts("alloc", { length });
+    this.checks.ints("alloc", { length });
     const data: Store =
       dtype === "f32"
         ? this.precision === "f64"
@@ -149,10 +116,7 @@ export class ReferenceBackend implements TensorBackend {
     const buf = new ReferenceBuffer(this, dtype, length, data);
     // Bytes are counted at the logical dtype size, so stats are the same in both precisions.
     const bytes = length * DTYPE_BYTES[dtype];
-    this.stats.liveBuffers++;
-    this.stats.liveBytes += bytes;
-    this.stats.allocCount++;
-    this.stats.peakBytes = Math.max(this.stats.peakBytes, this.stats.liveBytes);
+    this.checks.allocated(bytes);
     return buf;
   }
 
@@ -160,27 +124,26 @@ export class ReferenceBackend implements TensorBackend {
     if (buf instanceof ReferenceBuffer && buf.owner === this && buf.freed) {
       throw new EcomlaError(`ReferenceBackend.free: buffer (${buf.dtype}, length ${buf.length}) was already freed (freeing twice)`);
     }
-    const b = this.own("free", "buf", buf);
+    const b = this.checks.own("free", "buf", buf);
     b.freed = true;
     b.data = new Float32Array(0);
-    this.stats.liveBuffers--;
-    this.stats.liveBytes -= b.length * DTYPE_BYTES[b.dtype];
+    this.checks.released(b.length * DTYPE_BYTES[b.dtype]);
   }
 
   upload(buf: DeviceBuffer, data: HostArray, offset = 0): void {
-    const b = this.own("upload", "buf", buf);
+    const b = this.checks.own("upload", "buf", buf);
     const expected = HOST_ARRAY_OF[b.dtype];
-    if (hostArrayName(data) !== expected) this.fail("upload", `a ${b.dtype} buffer takes a ${expected}, found ${hostArrayName(data)}`);
-    this.checkInts("upload", { offset });
-    this.checkRange("upload", "buf", b, data.length > 0 ? [offset, offset + data.length] : null);
+    if (hostArrayName(data) !== expected) this.checks.fail("upload", `a ${b.dtype} buffer takes a ${expected}, found ${hostArrayName(data)}`);
+    this.checks.ints("upload", { offset });
+    this.checks.span("upload", "buf", b, data.length > 0 ? [offset, offset + data.length] : null);
     b.data.set(data, offset);
   }
 
   async download<D extends DType>(buf: DeviceBuffer & { dtype: D }, offset = 0, length?: number): Promise<HostArrayOf<D>> {
-    const b = this.own("download", "buf", buf);
+    const b = this.checks.own("download", "buf", buf);
     const count = length ?? b.length - offset;
-    this.checkInts("download", { offset, length: count });
-    this.checkRange("download", "buf", b, count > 0 ? [offset, offset + count] : null);
+    this.checks.ints("download", { offset, length: count });
+    this.checks.span("download", "buf", b, count > 0 ? [offset, offset + count] : null);
     const view = b.data.subarray(offset, offset + count);
     // Float32Array.from rounds f64-mode storage to f32; the other dtypes copy as stored.
     const copy = b.dtype === "f32" ? Float32Array.from(view) : view.slice();
@@ -190,17 +153,17 @@ export class ReferenceBackend implements TensorBackend {
   async sync(): Promise<void> {}
 
   memoryStats(): BackendMemoryStats {
-    return { ...this.stats };
+    return this.checks.snapshot();
   }
 
   /** Restart peakBytes from the current liveBytes. */
   resetPeak(): void {
-    this.stats.peakBytes = this.stats.liveBytes;
+    this.checks.resetPeak();
   }
 
   /** Exact stored values of any buffer as float64 (bf16/f16 decoded), synchronously. For tests. */
   readF64(buf: DeviceBuffer): Float64Array {
-    const b = this.own("readF64", "buf", buf);
+    const b = this.checks.own("readF64", "buf", buf);
     const out = new Float64Array(b.length);
     for (let i = 0; i < b.length; i++) out[i] = decode(b.dtype, b.data[i]!);
     return out;
@@ -208,18 +171,18 @@ export class ReferenceBackend implements TensorBackend {
 
   /** Store float64 values into any buffer from element `offset`, rounding to its dtype (and precision). For tests. */
   writeF64(buf: DeviceBuffer, data: Float64Array | number[], offset = 0): void {
-    const b = this.own("writeF64", "buf", buf);
-    this.checkInts("writeF64", { offset });
-    this.checkRange("writeF64", "buf", b, data.length > 0 ? [offset, offset + data.length] : null);
+    const b = this.checks.own("writeF64", "buf", buf);
+    this.checks.ints("writeF64", { offset });
+    this.checks.span("writeF64", "buf", b, data.length > 0 ? [offset, offset + data.length] : null);
     for (let i = 0; i < data.length; i++) b.data[offset + i] = encode(b.dtype, data[i]!);
   }
 
   // ---- layout -------------------------------------------------------------------------------------
 
   fill(out: DeviceBuffer, value: number, n: number, offset = 0): void {
-    const b = this.own("fill", "out", out);
-    this.checkInts("fill", { n, offset });
-    this.checkRange("fill", "out", b, n > 0 ? [offset, offset + n] : null);
+    const b = this.checks.own("fill", "out", out);
+    this.checks.ints("fill", { n, offset });
+    this.checks.span("fill", "out", b, n > 0 ? [offset, offset + n] : null);
     b.data.fill(encode(b.dtype, value), offset, offset + n);
   }
 
@@ -237,19 +200,19 @@ export class ReferenceBackend implements TensorBackend {
     const { shape, srcStrides, dstStrides } = args;
     const srcOffset = args.srcOffset ?? 0;
     const dstOffset = args.dstOffset ?? 0;
-    const src = this.own(k, "src", args.src);
-    const dst = this.own(k, "dst", args.dst);
-    if (src.dtype !== dst.dtype) this.fail(k, `src has dtype ${src.dtype} but dst has dtype ${dst.dtype}; they must match`);
-    if (shape.length > 6) this.fail(k, `rank must be ≤ 6, found shape [${shape.join(", ")}]`);
+    const src = this.checks.own(k, "src", args.src);
+    const dst = this.checks.own(k, "dst", args.dst);
+    if (src.dtype !== dst.dtype) this.checks.fail(k, `src has dtype ${src.dtype} but dst has dtype ${dst.dtype}; they must match`);
+    if (shape.length > 6) this.checks.fail(k, `rank must be ≤ 6, found shape [${shape.join(", ")}]`);
     if (srcStrides.length !== shape.length || dstStrides.length !== shape.length) {
-      this.fail(k, `shape [${shape.join(", ")}] needs ${shape.length} strides, found srcStrides [${srcStrides.join(", ")}], dstStrides [${dstStrides.join(", ")}]`);
+      this.checks.fail(k, `shape [${shape.join(", ")}] needs ${shape.length} strides, found srcStrides [${srcStrides.join(", ")}], dstStrides [${dstStrides.join(", ")}]`);
     }
-    shape.forEach((d, i) => this.checkInts(k, { [`shape[${i}]`]: d }));
+    shape.forEach((d, i) => this.checks.ints(k, { [`shape[${i}]`]: d }));
     [...srcStrides, ...dstStrides, srcOffset, dstOffset].forEach((s) => {
-      if (!Number.isInteger(s)) this.fail(k, `strides and offsets must be integers, found ${s}`);
+      if (!Number.isInteger(s)) this.checks.fail(k, `strides and offsets must be integers, found ${s}`);
     });
-    this.checkRange(k, "src", src, stridedSpan(srcOffset, shape, srcStrides));
-    this.checkRange(k, "dst", dst, stridedSpan(dstOffset, shape, dstStrides));
+    this.checks.span(k, "src", src, stridedSpan(srcOffset, shape, srcStrides));
+    this.checks.span(k, "dst", dst, stridedSpan(dstOffset, shape, dstStrides));
     const dtype = dst.dtype;
     const combine = !args.accumulate
       ? null
@@ -262,11 +225,11 @@ export class ReferenceBackend implements TensorBackend {
   }
 
   cast(src: DeviceBuffer, dst: DeviceBuffer, n: number): void {
-    const s = this.own("cast", "src", src);
-    const d = this.own("cast", "dst", dst);
-    this.checkInts("cast", { n });
-    this.checkRange("cast", "src", s, n > 0 ? [0, n] : null);
-    this.checkRange("cast", "dst", d, n > 0 ? [0, n] : null);
+    const s = this.checks.own("cast", "src", src);
+    const d = this.checks.own("cast", "dst", dst);
+    this.checks.ints("cast", { n });
+    this.checks.span("cast", "src", s, n > 0 ? [0, n] : null);
+    this.checks.span("cast", "dst", d, n > 0 ? [0, n] : null);
     if (s.dtype === d.dtype) {
       d.data.set(s.data.subarray(0, n));
       return;
@@ -281,25 +244,25 @@ export class ReferenceBackend implements TensorBackend {
   gemm(args: GemmArgs): void {
     const k = "gemm";
     const { batch, m, n, transA, transB, alpha, beta } = args;
-    this.checkInts(k, { batch }, 1);
-    this.checkInts(k, { m, n, k: args.k });
+    this.checks.ints(k, { batch }, 1);
+    this.checks.ints(k, { m, n, k: args.k });
     const aOffset = args.aOffset ?? 0;
     const bOffset = args.bOffset ?? 0;
     const cOffset = args.cOffset ?? 0;
-    this.checkInts(k, { aOffset, bOffset, cOffset, lda: args.lda, ldb: args.ldb, ldc: args.ldc, strideA: args.strideA, strideB: args.strideB, strideC: args.strideC });
+    this.checks.ints(k, { aOffset, bOffset, cOffset, lda: args.lda, ldb: args.ldb, ldc: args.ldc, strideA: args.strideA, strideB: args.strideB, strideC: args.strideC });
     const [aRows, aCols] = transA ? [args.k, m] : [m, args.k];
     const [bRows, bCols] = transB ? [n, args.k] : [args.k, n];
-    if (aRows > 1 && args.lda < aCols) this.fail(k, `lda must be ≥ ${aCols} (columns of A as stored), found ${args.lda}`);
-    if (bRows > 1 && args.ldb < bCols) this.fail(k, `ldb must be ≥ ${bCols} (columns of B as stored), found ${args.ldb}`);
-    if (m > 1 && args.ldc < n) this.fail(k, `ldc must be ≥ ${n}, found ${args.ldc}`);
-    if (batch > 1 && args.strideC === 0 && m * n > 0) this.fail(k, `strideC = 0 with batch ${batch} would write every batch to the same C`);
-    const a = this.own(k, "a", args.a);
-    const b = this.own(k, "b", args.b);
-    const c = this.own(k, "c", args.c);
-    for (const [name, buf] of [["a", a], ["b", b], ["c", c]] as const) this.checkDtype(k, name, buf, "f32");
-    this.checkRange(k, "a", a, stridedSpan(aOffset, [batch, aRows, aCols], [args.strideA, args.lda, 1]));
-    this.checkRange(k, "b", b, stridedSpan(bOffset, [batch, bRows, bCols], [args.strideB, args.ldb, 1]));
-    this.checkRange(k, "c", c, stridedSpan(cOffset, [batch, m, n], [args.strideC, args.ldc, 1]));
+    if (aRows > 1 && args.lda < aCols) this.checks.fail(k, `lda must be ≥ ${aCols} (columns of A as stored), found ${args.lda}`);
+    if (bRows > 1 && args.ldb < bCols) this.checks.fail(k, `ldb must be ≥ ${bCols} (columns of B as stored), found ${args.ldb}`);
+    if (m > 1 && args.ldc < n) this.checks.fail(k, `ldc must be ≥ ${n}, found ${args.ldc}`);
+    if (batch > 1 && args.strideC === 0 && m * n > 0) this.checks.fail(k, `strideC = 0 with batch ${batch} would write every batch to the same C`);
+    const a = this.checks.own(k, "a", args.a);
+    const b = this.checks.own(k, "b", args.b);
+    const c = this.checks.own(k, "c", args.c);
+    for (const [name, buf] of [["a", a], ["b", b], ["c", c]] as const) this.checks.dtype(k, name, buf, "f32");
+    this.checks.span(k, "a", a, stridedSpan(aOffset, [batch, aRows, aCols], [args.strideA, args.lda, 1]));
+    this.checks.span(k, "b", b, stridedSpan(bOffset, [batch, bRows, bCols], [args.strideB, args.ldb, 1]));
+    this.checks.span(k, "c", c, stridedSpan(cOffset, [batch, m, n], [args.strideC, args.ldc, 1]));
     const cData = c.data as FloatStore;
     gemmKernel(
       batch,
@@ -316,21 +279,11 @@ export class ReferenceBackend implements TensorBackend {
 
   // ---- elementwise and reductions -----------------------------------------------------------------
 
-  private checkShape(kernel: string, arg: string, shape: readonly number[]): void {
-    shape.forEach((d, i) => this.checkInts(kernel, { [`${arg}[${i}]`]: d }));
-  }
-
-  /** Checks that `shape` broadcasts to `target` (right-aligned, each dim equal or 1). */
-  private checkBroadcast(kernel: string, arg: string, shape: readonly number[], targetArg: string, target: readonly number[]): void {
-    const ok = shape.length <= target.length && shape.every((d, i) => d === 1 || d === target[target.length - shape.length + i]);
-    if (!ok) this.fail(kernel, `${arg} [${shape.join(", ")}] does not broadcast to ${targetArg} [${target.join(", ")}]`);
-  }
-
   binary(op: BinaryOp, a: DeviceBuffer, aShape: readonly number[], b: DeviceBuffer, bShape: readonly number[], out: DeviceBuffer, outShape: readonly number[]): void {
     const k = `binary(${op})`;
-    for (const [name, shape] of [["aShape", aShape], ["bShape", bShape], ["outShape", outShape]] as const) this.checkShape(k, name, shape);
-    this.checkBroadcast(k, "aShape", aShape, "outShape", outShape);
-    this.checkBroadcast(k, "bShape", bShape, "outShape", outShape);
+    for (const [name, shape] of [["aShape", aShape], ["bShape", bShape], ["outShape", outShape]] as const) this.checks.shape(k, name, shape);
+    this.checks.broadcast(k, "aShape", aShape, "outShape", outShape);
+    this.checks.broadcast(k, "bShape", bShape, "outShape", outShape);
     const outData = this.floats(k, "out", out, sizeOfShape(outShape));
     const aData = this.floats(k, "a", a, sizeOfShape(outShape) > 0 ? sizeOfShape(aShape) : 0);
     const bData = this.floats(k, "b", b, sizeOfShape(outShape) > 0 ? sizeOfShape(bShape) : 0);
@@ -338,13 +291,13 @@ export class ReferenceBackend implements TensorBackend {
   }
 
   private alphaFor(kernel: string, op: UnaryOp, alpha: number | undefined): number {
-    if (unaryNeedsAlpha(op) && alpha === undefined) this.fail(kernel, `op '${op}' needs alpha, found undefined`);
+    if (unaryNeedsAlpha(op) && alpha === undefined) this.checks.fail(kernel, `op '${op}' needs alpha, found undefined`);
     return alpha ?? 0;
   }
 
   unary(op: UnaryOp, x: DeviceBuffer, out: DeviceBuffer, n: number, alpha?: number): void {
     const k = `unary(${op})`;
-    this.checkInts(k, { n });
+    this.checks.ints(k, { n });
     const a = this.alphaFor(k, op, alpha);
     const xData = this.floats(k, "x", x, n);
     const outData = this.floats(k, "out", out, n);
@@ -353,7 +306,7 @@ export class ReferenceBackend implements TensorBackend {
 
   unaryBackward(op: UnaryOp, x: DeviceBuffer, y: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, n: number, alpha?: number): void {
     const k = `unaryBackward(${op})`;
-    this.checkInts(k, { n });
+    this.checks.ints(k, { n });
     const a = this.alphaFor(k, op, alpha);
     const xData = this.floats(k, "x", x, n);
     this.floats(k, "y", y, n); // validated only: the derivative is recomputed from x
@@ -364,7 +317,7 @@ export class ReferenceBackend implements TensorBackend {
 
   reduceLastAxis(op: ReduceOp, x: DeviceBuffer, out: DeviceBuffer, rows: number, cols: number): void {
     const k = `reduceLastAxis(${op})`;
-    this.checkInts(k, { rows, cols });
+    this.checks.ints(k, { rows, cols });
     const xData = this.floats(k, "x", x, rows * cols);
     const outData = this.floats(k, "out", out, rows);
     reduceLastAxisKernel(op, unalias(xData, outData), outData, rows, cols);
@@ -372,9 +325,9 @@ export class ReferenceBackend implements TensorBackend {
 
   sumToShape(x: DeviceBuffer, xShape: readonly number[], out: DeviceBuffer, outShape: readonly number[]): void {
     const k = "sumToShape";
-    this.checkShape(k, "xShape", xShape);
-    this.checkShape(k, "outShape", outShape);
-    this.checkBroadcast(k, "outShape", outShape, "xShape", xShape);
+    this.checks.shape(k, "xShape", xShape);
+    this.checks.shape(k, "outShape", outShape);
+    this.checks.broadcast(k, "outShape", outShape, "xShape", xShape);
     const xData = this.floats(k, "x", x, sizeOfShape(xShape));
     const outData = this.floats(k, "out", out, sizeOfShape(outShape));
     sumToShapeKernel(xData, xShape, outData, outShape);
@@ -383,20 +336,20 @@ export class ReferenceBackend implements TensorBackend {
   // ---- fused neural-network kernels ---------------------------------------------------------------
 
   softmax(x: DeviceBuffer, out: DeviceBuffer, rows: number, cols: number): void {
-    this.checkInts("softmax", { rows, cols });
+    this.checks.ints("softmax", { rows, cols });
     nn.softmaxForward(this.floats("softmax", "x", x, rows * cols), this.floats("softmax", "out", out, rows * cols), rows, cols);
   }
 
   softmaxBackward(y: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, rows: number, cols: number): void {
     const k = "softmaxBackward";
-    this.checkInts(k, { rows, cols });
+    this.checks.ints(k, { rows, cols });
     const size = rows * cols;
     nn.softmaxBackward(this.floats(k, "y", y, size), this.floats(k, "dy", dy, size), this.floats(k, "dx", dx, size), rows, cols);
   }
 
   rmsNorm(x: DeviceBuffer, weight: DeviceBuffer, out: DeviceBuffer, rstd: DeviceBuffer, rows: number, cols: number, eps: number): void {
     const k = "rmsNorm";
-    this.checkInts(k, { rows, cols });
+    this.checks.ints(k, { rows, cols });
     const outData = this.floats(k, "out", out, rows * cols);
     const rstdData = this.floats(k, "rstd", rstd, rows);
     const weightData = unalias(this.floats(k, "weight", weight, rows > 0 ? cols : 0), outData, rstdData);
@@ -405,7 +358,7 @@ export class ReferenceBackend implements TensorBackend {
 
   rmsNormBackward(x: DeviceBuffer, weight: DeviceBuffer, rstd: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, dWeight: DeviceBuffer, rows: number, cols: number): void {
     const k = "rmsNormBackward";
-    this.checkInts(k, { rows, cols });
+    this.checks.ints(k, { rows, cols });
     const size = rows * cols;
     const dxData = this.floats(k, "dx", dx, size);
     const dWeightData = this.floats(k, "dWeight", dWeight, cols);
@@ -420,9 +373,9 @@ export class ReferenceBackend implements TensorBackend {
     const k = "rope";
     const { batch, seqLen, numHeads, headDim, layout } = args;
     const posOffset = args.posOffset ?? 0;
-    this.checkInts(k, { batch, seqLen, numHeads, headDim, posOffset });
-    if (headDim % 2 !== 0) this.fail(k, `headDim must be even, found ${headDim}`);
-    if (layout !== "half" && layout !== "interleaved") this.fail(k, `layout must be "half" or "interleaved", found ${JSON.stringify(layout)}`);
+    this.checks.ints(k, { batch, seqLen, numHeads, headDim, posOffset });
+    if (headDim % 2 !== 0) this.checks.fail(k, `headDim must be even, found ${headDim}`);
+    if (layout !== "half" && layout !== "interleaved") this.checks.fail(k, `layout must be "half" or "interleaved", found ${JSON.stringify(layout)}`);
     const size = batch * seqLen * numHeads * headDim;
     const xData = this.floats(k, "x", args.x, size);
     const outData = this.floats(k, "out", args.out, size);
@@ -447,20 +400,20 @@ export class ReferenceBackend implements TensorBackend {
   /** Validates the shared attention arguments and resolves the q/k/v views. */
   private attentionViews(kernel: string, args: AttentionArgs): { dims: nn.AttentionDims; q: nn.AttentionViewData; k: nn.AttentionViewData; v: nn.AttentionViewData } {
     const { batch, queryLen, keyLen, numHeads, numKvHeads, qkDim, vDim, scale, causal } = args;
-    this.checkInts(kernel, { batch, queryLen, keyLen });
-    this.checkInts(kernel, { numHeads, numKvHeads, qkDim, vDim }, 1);
-    if (numHeads % numKvHeads !== 0) this.fail(kernel, `numKvHeads (${numKvHeads}) must divide numHeads (${numHeads})`);
-    if (causal && keyLen < queryLen) this.fail(kernel, `causal attention needs keyLen ≥ queryLen, found keyLen ${keyLen} < queryLen ${queryLen}`);
-    if (keyLen === 0 && queryLen > 0 && batch > 0) this.fail(kernel, `keyLen is 0: query rows would see no key`);
+    this.checks.ints(kernel, { batch, queryLen, keyLen });
+    this.checks.ints(kernel, { numHeads, numKvHeads, qkDim, vDim }, 1);
+    if (numHeads % numKvHeads !== 0) this.checks.fail(kernel, `numKvHeads (${numKvHeads}) must divide numHeads (${numHeads})`);
+    if (causal && keyLen < queryLen) this.checks.fail(kernel, `causal attention needs keyLen ≥ queryLen, found keyLen ${keyLen} < queryLen ${queryLen}`);
+    if (keyLen === 0 && queryLen > 0 && batch > 0) this.checks.fail(kernel, `keyLen is 0: query rows would see no key`);
     const view = (name: string, v: AttentionView, tokens: number, heads: number, dim: number): nn.AttentionViewData => {
       const offset = v.offset ?? 0;
       const strides = v.strides ?? ([tokens * heads * dim, heads * dim, dim] as const);
-      if (strides.length !== 3) this.fail(kernel, `${name}.strides must have 3 entries [batch, token, head], found ${strides.length}`);
-      this.checkInts(kernel, { [`${name}.offset`]: offset });
-      if (!strides.every(Number.isInteger)) this.fail(kernel, `${name}.strides must be integers, found [${strides.join(", ")}]`);
-      const b = this.own(kernel, name, v.buf);
-      this.checkDtype(kernel, name, b, "f32");
-      this.checkRange(kernel, name, b, stridedSpan(offset, [batch, tokens, heads, dim], [...strides, 1]));
+      if (strides.length !== 3) this.checks.fail(kernel, `${name}.strides must have 3 entries [batch, token, head], found ${strides.length}`);
+      this.checks.ints(kernel, { [`${name}.offset`]: offset });
+      if (!strides.every(Number.isInteger)) this.checks.fail(kernel, `${name}.strides must be integers, found [${strides.join(", ")}]`);
+      const b = this.checks.own(kernel, name, v.buf);
+      this.checks.dtype(kernel, name, b, "f32");
+      this.checks.span(kernel, name, b, stridedSpan(offset, [batch, tokens, heads, dim], [...strides, 1]));
       return { data: b.data as FloatStore, offset, strides };
     };
     return {
@@ -499,20 +452,20 @@ export class ReferenceBackend implements TensorBackend {
   }
 
   swiglu(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer, n: number): void {
-    this.checkInts("swiglu", { n });
+    this.checks.ints("swiglu", { n });
     nn.swigluForward(this.floats("swiglu", "gate", gate, n), this.floats("swiglu", "up", up, n), this.floats("swiglu", "out", out, n), n);
   }
 
   swigluBackward(gate: DeviceBuffer, up: DeviceBuffer, dOut: DeviceBuffer, dGate: DeviceBuffer, dUp: DeviceBuffer, n: number): void {
     const k = "swigluBackward";
-    this.checkInts(k, { n });
+    this.checks.ints(k, { n });
     const [gateData, upData, dOutData] = [this.floats(k, "gate", gate, n), this.floats(k, "up", up, n), this.floats(k, "dOut", dOut, n)];
     nn.swigluBackward(gateData, upData, dOutData, this.floats(k, "dGate", dGate, n), this.floats(k, "dUp", dUp, n), n);
   }
 
   embedding(ids: DeviceBuffer, table: DeviceBuffer, out: DeviceBuffer, n: number, vocab: number, dim: number): void {
     const k = "embedding";
-    this.checkInts(k, { n, vocab, dim });
+    this.checks.ints(k, { n, vocab, dim });
     const idData = this.ints(k, "ids", ids, n);
     const outData = this.floats(k, "out", out, n * dim);
     const tableData = unalias(this.floats(k, "table", table, vocab * dim), outData);
@@ -522,7 +475,7 @@ export class ReferenceBackend implements TensorBackend {
 
   embeddingBackward(ids: DeviceBuffer, dOut: DeviceBuffer, dTable: DeviceBuffer, n: number, vocab: number, dim: number): void {
     const k = "embeddingBackward";
-    this.checkInts(k, { n, vocab, dim });
+    this.checks.ints(k, { n, vocab, dim });
     const idData = this.ints(k, "ids", ids, n);
     const dTableData = this.floats(k, "dTable", dTable, vocab * dim);
     const dOutData = unalias(this.floats(k, "dOut", dOut, n * dim), dTableData);
@@ -533,9 +486,9 @@ export class ReferenceBackend implements TensorBackend {
   /** Validates the LossArgs common to both losses. */
   private lossCommon(kernel: string, args: LossArgs): { params: nn.LossParams; logits: FloatStore; weights: FloatStore | null; loss: FloatStore; grad: FloatStore | null } {
     const { rows, vocab } = args;
-    this.checkInts(kernel, { rows, vocab });
+    this.checks.ints(kernel, { rows, vocab });
     const temperature = args.temperature ?? 1;
-    if (!(temperature > 0) || !Number.isFinite(temperature)) this.fail(kernel, `temperature must be finite and > 0, found ${temperature}`);
+    if (!(temperature > 0) || !Number.isFinite(temperature)) this.checks.fail(kernel, `temperature must be finite and > 0, found ${temperature}`);
     const logits = this.floats(kernel, "logits", args.logits, rows * vocab);
     const loss = this.floats(kernel, "loss", args.loss, rows);
     const grad = args.grad === undefined ? null : this.floats(kernel, "grad", args.grad, rows * vocab);
@@ -557,7 +510,7 @@ export class ReferenceBackend implements TensorBackend {
     const k = "klDiv";
     const dense = args.teacherLogits !== undefined;
     const topKForm = args.teacherIndices !== undefined || args.teacherLogprobs !== undefined;
-    if (dense === topKForm) this.fail(k, `give exactly one of teacherLogits or (teacherIndices, teacherLogprobs), found ${dense ? "both" : "neither"}`);
+    if (dense === topKForm) this.checks.fail(k, `give exactly one of teacherLogits or (teacherIndices, teacherLogprobs), found ${dense ? "both" : "neither"}`);
     const common = this.lossCommon(k, args);
     const outputs: Store[] = common.grad === null ? [common.loss] : [common.loss, common.grad];
     const { rows, vocab } = common.params;
@@ -566,10 +519,10 @@ export class ReferenceBackend implements TensorBackend {
       nn.klDivDenseKernel(common.params, common.logits, teacher, common.weights, common.loss, common.grad);
       return;
     }
-    if (args.teacherIndices === undefined || args.teacherLogprobs === undefined) this.fail(k, `the top-k form needs both teacherIndices and teacherLogprobs`);
-    if (args.topK === undefined) this.fail(k, `the top-k form needs topK, found undefined`);
+    if (args.teacherIndices === undefined || args.teacherLogprobs === undefined) this.checks.fail(k, `the top-k form needs both teacherIndices and teacherLogprobs`);
+    if (args.topK === undefined) this.checks.fail(k, `the top-k form needs topK, found undefined`);
     const topK = args.topK;
-    this.checkInts(k, { topK });
+    this.checks.ints(k, { topK });
     const indices = this.ints(k, "teacherIndices", args.teacherIndices, rows * topK);
     this.checkIds(k, "teacherIndices", indices, rows * topK, vocab, false);
     const logprobs = unalias(this.floats(k, "teacherLogprobs", args.teacherLogprobs, rows * topK), ...outputs);
@@ -579,12 +532,12 @@ export class ReferenceBackend implements TensorBackend {
   adamw(args: AdamWArgs): void {
     const k = "adamw";
     const { n } = args;
-    this.checkInts(k, { n });
+    this.checks.ints(k, { n });
     const param = this.floats(k, "param", args.param, n);
     const m = this.floats(k, "m", args.m, n);
     const v = this.floats(k, "v", args.v, n);
     const grad = unalias(this.floats(k, "grad", args.grad, n), param, m, v);
-    if (new Set([param, m, v]).size !== 3) this.fail(k, `param, m and v must be distinct buffers`);
+    if (new Set([param, m, v]).size !== 3) this.checks.fail(k, `param, m and v must be distinct buffers`);
     const params: nn.AdamWParams = {
       n,
       lr: args.lr,

@@ -1,0 +1,128 @@
+// What every TensorBackend checks before touching memory, and its memory bookkeeping, written once:
+// the reference backend and the plugin backends (cpu, webgpu) hold one `BackendChecks` each, so
+// their errors read the same ("CpuBackend.gemm: argument 'a' …").
+import { EcomlaError, ShapeError } from "../errors.js";
+import type { BackendMemoryStats, DType, DeviceBuffer } from "../interfaces/backend.js";
+
+/** A backend's buffer as the checks see it: which backend instance made it, and whether it was freed. */
+export interface OwnedBuffer extends DeviceBuffer {
+  readonly owner: object;
+  freed: boolean;
+}
+
+/** Half-open element range [lo, hi) a strided view touches; null when the view is empty. */
+export function stridedSpan(offset: number, shape: readonly number[], strides: readonly number[]): [number, number] | null {
+  let lo = offset;
+  let hi = offset;
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 0) return null;
+    const extent = (shape[d]! - 1) * strides[d]!;
+    if (extent < 0) lo += extent;
+    else hi += extent;
+  }
+  return [lo, hi + 1];
+}
+
+/** Checks of plain arguments (integers, shapes), with errors naming `label.kernel` (`CpuBackend.gemm`). */
+export class ArgumentChecks {
+  constructor(readonly label: string) {}
+
+  /** Throws a ShapeError naming the kernel. */
+  fail(kernel: string, message: string): never {
+    throw new ShapeError(`${this.label}.${kernel}: ${message}`);
+  }
+
+  /** Every value an integer ≥ min. */
+  ints(kernel: string, values: Record<string, number>, min = 0): void {
+    for (const key in values) {
+      const value = values[key]!;
+      if (!Number.isInteger(value) || value < min) this.fail(kernel, `${key} must be an integer ≥ ${min}, found ${value}`);
+    }
+  }
+
+  /** A shape: an array of at most `maxRank` integer dimensions ≥ 0. */
+  shape(kernel: string, arg: string, shape: readonly number[], maxRank = Infinity): void {
+    if (!Array.isArray(shape)) this.fail(kernel, `${arg} must be an array of dimensions, found ${typeof shape}`);
+    if (shape.length > maxRank) this.fail(kernel, `${arg} has rank ${shape.length}, at most ${maxRank} supported: [${shape.join(", ")}]`);
+    shape.forEach((d, i) => this.ints(kernel, { [`${arg}[${i}]`]: d }));
+  }
+
+  /** `shape` broadcasts to `target`: right-aligned, each dim equal or 1. */
+  broadcast(kernel: string, arg: string, shape: readonly number[], targetArg: string, target: readonly number[]): void {
+    const ok = shape.length <= target.length && shape.every((d, i) => d === 1 || d === target[target.length - shape.length + i]);
+    if (!ok) this.fail(kernel, `${arg} [${shape.join(", ")}] does not broadcast to ${targetArg} [${target.join(", ")}]`);
+  }
+}
+
+/**
+ * Argument checks and memory statistics of one backend instance. `label` names the backend class
+ * in messages (`CpuBackend`), `name` is its registry name (`cpu`), `owner` the instance whose
+ * buffers are accepted, `isBuffer` recognises its buffer class.
+ */
+export class BackendChecks<B extends OwnedBuffer> extends ArgumentChecks {
+  readonly stats: BackendMemoryStats = { liveBuffers: 0, liveBytes: 0, peakBytes: 0, allocCount: 0 };
+
+  constructor(
+    label: string,
+    readonly name: string,
+    private readonly owner: object,
+    private readonly isBuffer: (buf: unknown) => buf is B,
+  ) {
+    super(label);
+  }
+
+  /** `buf` as this backend's live buffer, or an error naming the argument (foreign, another instance's, freed). */
+  own(kernel: string, arg: string, buf: DeviceBuffer): B {
+    if (!this.isBuffer(buf)) {
+      const from = (buf as Partial<DeviceBuffer> | null | undefined)?.backend;
+      throw new EcomlaError(`${this.label}.${kernel}: argument '${arg}' is a buffer of backend '${String(from)}', expected one of '${this.name}'`);
+    }
+    if (buf.owner !== this.owner) throw new EcomlaError(`${this.label}.${kernel}: argument '${arg}' belongs to another ${this.label} instance`);
+    if (buf.freed) throw new EcomlaError(`${this.label}.${kernel}: argument '${arg}' was already freed (use after free)`);
+    return buf;
+  }
+
+  /** The elements [lo, hi) lie inside the buffer (null: nothing is touched). */
+  span(kernel: string, arg: string, buf: B, span: [number, number] | null): void {
+    if (span === null) return;
+    const [lo, hi] = span;
+    if (!Number.isInteger(lo) || !Number.isInteger(hi) || lo < 0 || hi > buf.length) {
+      this.fail(kernel, `argument '${arg}' needs elements [${lo}, ${hi}) but has length ${buf.length}`);
+    }
+  }
+
+  dtype(kernel: string, arg: string, buf: B, dtype: DType): void {
+    if (buf.dtype !== dtype) this.fail(kernel, `argument '${arg}' has dtype ${buf.dtype}, expected ${dtype}`);
+  }
+
+  /** `buf` is live, ours, of `dtype`, and holds elements [offset, offset+count). */
+  typed(kernel: string, arg: string, buf: DeviceBuffer, dtype: DType, count: number, offset = 0): B {
+    const b = this.own(kernel, arg, buf);
+    this.dtype(kernel, arg, b, dtype);
+    this.span(kernel, arg, b, count > 0 ? [offset, offset + count] : null);
+    return b;
+  }
+
+  /** Count an allocation of `bytes` (at the logical dtype size). */
+  allocated(bytes: number): void {
+    this.stats.liveBuffers++;
+    this.stats.liveBytes += bytes;
+    this.stats.allocCount++;
+    if (this.stats.liveBytes > this.stats.peakBytes) this.stats.peakBytes = this.stats.liveBytes;
+  }
+
+  /** Count a free of `bytes`. */
+  released(bytes: number): void {
+    this.stats.liveBuffers--;
+    this.stats.liveBytes -= bytes;
+  }
+
+  snapshot(): BackendMemoryStats {
+    return { ...this.stats };
+  }
+
+  /** Restart peakBytes from the current liveBytes. */
+  resetPeak(): void {
+    this.stats.peakBytes = this.stats.liveBytes;
+  }
+}

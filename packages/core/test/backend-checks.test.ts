@@ -1,0 +1,50 @@
+// The argument checks and memory bookkeeping a backend plugin takes from core (BackendChecks), on a
+// toy buffer class: the messages name backend, kernel and argument, expected and found.
+import t from "tap";
+import { BackendChecks, EcomlaError, ShapeError, stridedSpan, type DType } from "@ecomla/core";
+
+class ToyBuffer {
+  readonly backend = "toy";
+  freed = false;
+  constructor(readonly owner: object, readonly dtype: DType, readonly length: number) {}
+}
+
+t.test("ownership, liveness, dtype and range are checked with named errors", async (t) => {
+  const me = {};
+  const other = {};
+  const checks = new BackendChecks<ToyBuffer>("ToyBackend", "toy", me, (b): b is ToyBuffer => b instanceof ToyBuffer);
+  const mine = new ToyBuffer(me, "f32", 10);
+  t.equal(checks.typed("gemm", "a", mine, "f32", 4, 6), mine, "elements [6, 10) of a 10-element f32 buffer");
+  t.throws(() => checks.typed("gemm", "a", mine, "f32", 5, 6), new ShapeError("ToyBackend.gemm: argument 'a' needs elements [6, 11) but has length 10"));
+  t.throws(() => checks.typed("gemm", "a", mine, "i32", 1), new ShapeError("ToyBackend.gemm: argument 'a' has dtype f32, expected i32"));
+  t.throws(() => checks.own("gemm", "b", new ToyBuffer(other, "f32", 1)), new EcomlaError("ToyBackend.gemm: argument 'b' belongs to another ToyBackend instance"));
+  t.throws(() => checks.own("gemm", "b", { backend: "cpu", dtype: "f32", length: 1 }), new EcomlaError("ToyBackend.gemm: argument 'b' is a buffer of backend 'cpu', expected one of 'toy'"));
+  mine.freed = true;
+  t.throws(() => checks.own("gemm", "a", mine), new EcomlaError("ToyBackend.gemm: argument 'a' was already freed (use after free)"));
+});
+
+t.test("integers, shapes and broadcasting", async (t) => {
+  const checks = new BackendChecks<ToyBuffer>("ToyBackend", "toy", {}, (b): b is ToyBuffer => b instanceof ToyBuffer);
+  t.throws(() => checks.ints("rope", { tokens: 2.5 }), new ShapeError("ToyBackend.rope: tokens must be an integer ≥ 0, found 2.5"));
+  t.throws(() => checks.ints("rope", { heads: 0 }, 1), new ShapeError("ToyBackend.rope: heads must be an integer ≥ 1, found 0"));
+  t.throws(() => checks.shape("sum", "xShape", [2, -1]), new ShapeError("ToyBackend.sum: xShape[1] must be an integer ≥ 0, found -1"));
+  t.throws(() => checks.shape("sum", "xShape", [1, 1, 1], 2), new ShapeError("ToyBackend.sum: xShape has rank 3, at most 2 supported: [1, 1, 1]"));
+  t.doesNotThrow(() => checks.broadcast("add", "bShape", [3, 1], "outShape", [2, 3, 4]));
+  t.throws(() => checks.broadcast("add", "bShape", [2, 4], "outShape", [2, 3, 4]), new ShapeError("ToyBackend.add: bShape [2, 4] does not broadcast to outShape [2, 3, 4]"));
+});
+
+t.test("memory statistics: live, peak, allocations", async (t) => {
+  const checks = new BackendChecks<ToyBuffer>("ToyBackend", "toy", {}, (b): b is ToyBuffer => b instanceof ToyBuffer);
+  checks.allocated(100);
+  checks.allocated(50);
+  checks.released(100);
+  t.same(checks.snapshot(), { liveBuffers: 1, liveBytes: 50, peakBytes: 150, allocCount: 2 });
+  checks.resetPeak();
+  t.equal(checks.snapshot().peakBytes, 50);
+});
+
+t.test("stridedSpan: the elements a strided view touches", async (t) => {
+  t.same(stridedSpan(3, [2, 3], [10, 1]), [3, 16], "rows 3..5 and 13..15");
+  t.same(stridedSpan(9, [4], [-2]), [3, 10], "a negative stride walks down from the offset");
+  t.equal(stridedSpan(0, [2, 0], [1, 1]), null, "an empty view touches nothing");
+});
