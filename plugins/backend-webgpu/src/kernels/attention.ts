@@ -7,7 +7,7 @@
 // Tensors larger than a storage binding are walked in chunks of whole batch elements (one batch
 // element's q, k, v must fit a binding); the *Off params are the windows' skews.
 import { ShapeError, type AttentionArgs } from "@ecomla/core";
-import { type Arg, type Launcher, Params, WGSL_BITS, chunks, entry1d, grid1d, gridRows, spanBudget, storage, uniform, window } from "./common.js";
+import { type Arg, type Launcher, Params, WGSL_BITS, chunks, entry1d, grid1d, gridRows, spanBudget, storage, uniform, wgslGroupReductions, window } from "./common.js";
 
 /** Lanes per workgroup = keys (or queries) per block. */
 const LANES = 32;
@@ -27,29 +27,7 @@ struct Params {
   qOffset: u32, qsb: u32, qst: u32, qsh: u32, kOffset: u32, ksb: u32, kst: u32, ksh: u32, vOffset: u32, vsb: u32, vst: u32, vsh: u32,
   oOff: u32, lseOff: u32, deltaOff: u32, dqOff: u32, dkOff: u32, dvOff: u32,
 }
-var<workgroup> red: array<f32, ${LANES}>;
-fn laneSum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = ${LANES / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-fn laneMax(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = ${LANES / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${wgslGroupReductions(LANES, "max", "lane")}
 fn qAt(b: u32, t: u32, h: u32) -> u32 { return p.qOffset + b * p.qsb + t * p.qst + h * p.qsh; }
 fn kAt(b: u32, s: u32, h: u32) -> u32 { return p.kOffset + b * p.ksb + s * p.kst + h * p.ksh; }
 fn vAt(b: u32, s: u32, h: u32) -> u32 { return p.vOffset + b * p.vsb + s * p.vst + h * p.vsh; }

@@ -312,3 +312,23 @@ fn sigmoidF(x: f32) -> f32 {
   return e / (1.0 + e);
 }
 `;
+
+/**
+ * WGSL tree reductions over a workgroup of `lanes` invocations (a power of two) through one shared
+ * `red` array: `${prefix}Sum(v, lid)` and `${prefix}Max(v, lid)`, every invocation getting the
+ * result; `maxFn` combines two values for the max (e.g. a NaN-propagating one defined before it).
+ */
+export function wgslGroupReductions(lanes: number, maxFn = "max", prefix = "group"): string {
+  const reduce = (name: string, combine: string) => `fn ${prefix}${name}(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = ${lanes / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] = ${combine}; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}`;
+  return [`var<workgroup> red: array<f32, ${lanes}>;`, reduce("Sum", "red[lid] + red[lid + s]"), reduce("Max", `${maxFn}(red[lid], red[lid + s])`)].join("\n");
+}

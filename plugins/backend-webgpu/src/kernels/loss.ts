@@ -3,7 +3,7 @@
 // and per-row weights. A grad that aliases the logits reads a copy (WebGPU forbids the alias).
 // Logits larger than a storage binding (2048 × 32000 f32 is 262 MB) are walked in chunks of rows;
 // `bigOff`, `rowOff` and `kOff` are the window skews of the (N, V), (N) and (N, K) operands.
-import { type Arg, type Launcher, Params, WGSL_BITS, chunks, entryRows, gridRows, rowsPerChunk, storage, uniform, window } from "./common.js";
+import { type Arg, type Launcher, Params, WGSL_BITS, chunks, entryRows, gridRows, rowsPerChunk, storage, uniform, wgslGroupReductions, window } from "./common.js";
 
 const LANES = 256;
 
@@ -20,29 +20,7 @@ export interface GpuLoss {
 
 const WGSL_ROW = /* wgsl */ `
 ${WGSL_BITS}
-var<workgroup> red: array<f32, ${LANES}>;
-fn groupSum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = ${LANES / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-fn groupMax(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = ${LANES / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${wgslGroupReductions(LANES)}
 `;
 
 /** WGSL: `lse_<name>` = log Σ exp(src[base + j]/τ) over the row, computed by the whole workgroup. */

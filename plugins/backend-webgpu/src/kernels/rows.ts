@@ -5,7 +5,7 @@
 // (rows, cols) operands, `rowOff` that of the per-row ones.
 import { ShapeError, type ReduceOp } from "@ecomla/core";
 import {
-  type Launcher, Params, WGSL_BITS, boxSpan, chunks, entry1d, entryRows, grid1d, gridRows, rowsPerChunk, spanBudget, splitBoxes, storage, uniform, window,
+  type Launcher, Params, WGSL_BITS, boxSpan, chunks, entry1d, entryRows, grid1d, gridRows, rowsPerChunk, spanBudget, splitBoxes, storage, uniform, wgslGroupReductions, window,
 } from "./common.js";
 
 /** Call `fn(firstRow, rowCount)` for chunks of rows whose (rows, cols) f32 operands fit a binding. */
@@ -23,30 +23,8 @@ const ROW_WG = 256;
 
 /** WGSL: workgroup sum and NaN-propagating max over the lanes (call from uniform control flow). */
 const WGSL_REDUCE = /* wgsl */ `
-var<workgroup> red: array<f32, ${ROW_WG}>;
 fn maxN(a: f32, b: f32) -> f32 { return select(max(a, b), nanF(), isNanF(a) || isNanF(b)); }
-fn groupSum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = ${ROW_WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-fn groupMax(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = ${ROW_WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = maxN(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${wgslGroupReductions(ROW_WG, "maxN")}
 `;
 
 /** WGSL prelude of a row kernel. */
