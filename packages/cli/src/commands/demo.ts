@@ -21,7 +21,7 @@ export function demoCommand(program: Command): void {
     .option("-o, --out <dir>", "output folder", "runs/demo")
     .option("--quick", "a minimal run of every stage (about a minute)")
     .option("--tokens <n>", "training tokens per student (default: 204800; --quick: 1024)")
-    .option("--eval-limit <n>", "items per task (default: all; --quick: 12)")
+    .option("--eval-limit <n>", "items per task (default: 500 of 1000; --quick: 12)")
     .option("--teacher <dir>", "another teacher folder (default: the bundled examples/tiny-llama)")
     .option("-b, --backend <name>", "tensor backend (default: cpu when installed, else reference)")
     .option("--json", "print results.json instead of the table")
