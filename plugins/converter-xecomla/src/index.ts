@@ -6,7 +6,7 @@ import { XEcoMlaConverter } from "./xecomla.js";
 export { XEcoMlaConverter } from "./xecomla.js";
 export { RandomMlaConverter } from "./random.js";
 export { PartialRopeConverter, selectFrequencies } from "./partial-rope.js";
-export { energyRank, materialize, rankedStackSvd, roundUp, stackSvd, type RowStack, type StackSvd } from "./linalg.js";
+export { energyRank, materialize, rankedStackSvd, roundUp, stackSpectrum, stackSvd, type RowStack, type StackSvd } from "./linalg.js";
 
 const plugin: EcomlaPlugin = {
   name: "@ecomla/converter-xecomla",

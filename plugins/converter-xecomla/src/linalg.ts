@@ -27,9 +27,26 @@ export function materialize(stack: RowStack, n: number): Float32Array {
   return out;
 }
 
-/** Thin factors of a row stack: `columns` singular vectors in u (m × columns) and vt (columns × n); s holds all min(m, n). */
+/** Factors of a row stack: `columns` singular vectors in vt (columns × n), U's columns in u, all min(m, n) singular values in s. */
 export interface StackSvd extends SvdResult {
   readonly columns: number;
+}
+
+/** The stack's singular values and Vᵀ, and its U expanded to the stack's rows only on request. */
+interface StackFactors {
+  readonly s: Float64Array;
+  readonly vt: Float64Array;
+  readonly columns: number;
+  /** The first r columns of U (m × r). */
+  u(r: number): Float64Array;
+}
+
+/** The SVD of the materialized stack (no shortcut). */
+async function wholeFactors(stack: RowStack, n: number, context: ConversionContext): Promise<StackFactors> {
+  const m = stack.source.length;
+  const whole = await svd(materialize(stack, n), m, n, context);
+  const columns = whole.s.length;
+  return { s: whole.s, vt: whole.vt, columns, u: (r) => (r === columns ? whole.u : leftColumns(whole.u, m, columns, r)) };
 }
 
 /**
@@ -38,44 +55,54 @@ export interface StackSvd extends SvdResult {
  * C^(1/2)·D = U'·S·Vᵀ gives stack = (P·C^(-1/2)·U')·S·Vᵀ exactly: the same S and V, and row i of U
  * is U'[source[i]] / √c. The SVD runs on k rows instead of m (GQA with 4 query heads per key head:
  * k = m/4). The stack has at most k non-zero singular values; s is padded with zeros to min(m, n).
- * A caller that needs more than `columns` singular vectors calls `svd` on the materialized stack.
  */
-export async function stackSvd(stack: RowStack, n: number, context: ConversionContext): Promise<StackSvd> {
+async function stackFactors(stack: RowStack, n: number, context: ConversionContext): Promise<StackFactors> {
   const m = stack.source.length;
   const copies = new Float64Array(stack.k);
   for (const j of stack.source) copies[j]! += 1;
-  if (stack.k >= m || copies.some((c) => c === 0)) {
-    const whole = await svd(materialize(stack, n), m, n, context);
-    return { ...whole, columns: whole.s.length };
-  }
+  if (stack.k >= m || copies.some((c) => c === 0)) return wholeFactors(stack, n, context);
   const scaled = new Float32Array(stack.distinct.length);
   for (let j = 0; j < stack.k; j++) {
     const c = Math.sqrt(copies[j]!);
     for (let x = j * n; x < (j + 1) * n; x++) scaled[x] = stack.distinct[x]! * c;
   }
-  const r = await svd(scaled, stack.k, n, context);
-  const columns = r.s.length;
-  const u = new Float64Array(m * columns);
-  stack.source.forEach((j, i) => {
-    const c = 1 / Math.sqrt(copies[j]!);
-    for (let x = 0; x < columns; x++) u[i * columns + x] = r.u[j * columns + x]! * c;
-  });
+  const r0 = await svd(scaled, stack.k, n, context);
+  const columns = r0.s.length;
   const s = new Float64Array(Math.min(m, n));
-  s.set(r.s);
-  return { u, s, vt: r.vt, columns };
+  s.set(r0.s);
+  const u = (r: number) => {
+    const out = new Float64Array(m * r);
+    stack.source.forEach((j, i) => {
+      const c = 1 / Math.sqrt(copies[j]!);
+      for (let x = 0; x < r; x++) out[i * r + x] = r0.u[j * columns + x]! * c;
+    });
+    return out;
+  };
+  return { s, vt: r0.vt, columns, u };
+}
+
+/** Thin SVD of a row stack (see `stackFactors`): u is m × columns, vt columns × n, s all min(m, n) values. */
+export async function stackSvd(stack: RowStack, n: number, context: ConversionContext): Promise<StackSvd> {
+  const f = await stackFactors(stack, n, context);
+  return { s: f.s, vt: f.vt, columns: f.columns, u: f.u(f.columns) };
+}
+
+/** The singular values of a row stack alone (no U is built). */
+export async function stackSpectrum(stack: RowStack, n: number, context: ConversionContext): Promise<Float64Array> {
+  return (await stackFactors(stack, n, context)).s;
 }
 
 /**
- * `stackSvd`, with the rank chosen from the singular values by `rankOf`; when the rank asks for
- * more singular vectors than the distinct rows give (directions of zero singular value), the SVD
- * is redone on the materialized stack, as the seed does.
+ * The rank-r factors of a row stack, r chosen from the singular values by `rankOf`: u holds exactly
+ * the first r columns of U (m × r). When r asks for more singular vectors than the distinct rows
+ * give (directions of zero singular value), the SVD is redone on the materialized stack, as the
+ * seed does.
  */
 export async function rankedStackSvd(stack: RowStack, n: number, context: ConversionContext, rankOf: (s: Float64Array) => number): Promise<StackSvd & { rank: number }> {
-  const first = await stackSvd(stack, n, context);
-  const rank = rankOf(first.s);
-  if (rank <= first.columns) return { ...first, rank };
-  const whole = await svd(materialize(stack, n), stack.source.length, n, context);
-  return { ...whole, columns: whole.s.length, rank };
+  let f = await stackFactors(stack, n, context);
+  const rank = rankOf(f.s);
+  if (rank > f.columns) f = await wholeFactors(stack, n, context);
+  return { s: f.s, vt: f.vt, columns: f.columns, u: f.u(Math.min(rank, f.columns)), rank };
 }
 
 /** r rounded up to a multiple of divisor. */

@@ -1,5 +1,5 @@
 import { EcomlaError, type AttentionConverter, type AttentionLayerConfig, type AttentionLayerWeights, type ConversionContext, type ConvertedAttention, type MlaConversionOptions } from "@ecomla/core";
-import { checkRank, energyKept, energyRank, host, leftColumns, rankedStackSvd, roundUp, sigmaVt, stackSvd, svd } from "./linalg.js";
+import { checkRank, energyKept, energyRank, host, leftColumns, rankedStackSvd, roundUp, sigmaVt, stackSpectrum, svd } from "./linalg.js";
 import { mlaLayout, type MlaLayout } from "./layout.js";
 
 /**
@@ -80,7 +80,7 @@ export class PartialRopeConverter implements AttentionConverter {
   async kvSpectrum(config: AttentionLayerConfig, weights: AttentionLayerWeights, options: MlaConversionOptions, context: ConversionContext): Promise<Float64Array> {
     const { l, ropeRows, nopeRows } = this.layout(config, weights, options);
     const kv = this.kvStack(weights, l, ropeRows, nopeRows);
-    return (await stackSvd(kv.stack, l.d, context)).s;
+    return stackSpectrum(kv.stack, l.d, context);
   }
 
   async convert(config: AttentionLayerConfig, weights: AttentionLayerWeights, options: MlaConversionOptions, context: ConversionContext): Promise<ConvertedAttention> {
@@ -117,7 +117,7 @@ export class PartialRopeConverter implements AttentionConverter {
     kvA.set(kv.kPe, kvRank * d);
     w["kv_a_proj_with_mqa"] = host(kvA, [kvRank + ropeRows.length, d]);
     // kv_b per head: [its d_nope key rows ; its d_v value rows] of U.
-    const u = leftColumns(s.u, kv.rows, s.columns, kvRank);
+    const u = s.u; // rows × kvRank
     const nope = nopeRows.length;
     const kvB = new Float64Array(heads * (nope + headDim) * kvRank);
     for (let h = 0; h < heads; h++) {

@@ -1,5 +1,5 @@
 import type { AttentionConverter, AttentionLayerConfig, AttentionLayerWeights, ConversionContext, ConvertedAttention, MlaConversionOptions } from "@ecomla/core";
-import { checkRank, energyKept, energyRank, f64, host, leftColumns, rankedStackSvd, roundUp, sigmaVt, stackSvd, svd, vstack } from "./linalg.js";
+import { checkRank, energyKept, energyRank, f64, host, leftColumns, rankedStackSvd, roundUp, sigmaVt, stackSpectrum, svd, vstack } from "./linalg.js";
 import { headRows, kvStack, mlaLayout } from "./layout.js";
 
 /**
@@ -12,7 +12,7 @@ export class XEcoMlaConverter implements AttentionConverter {
 
   async kvSpectrum(config: AttentionLayerConfig, weights: AttentionLayerWeights, options: MlaConversionOptions, context: ConversionContext): Promise<Float64Array> {
     const l = mlaLayout(config, options, this.name);
-    return (await stackSvd(kvStack(weights, l).stack, l.d, context)).s;
+    return stackSpectrum(kvStack(weights, l).stack, l.d, context);
   }
 
   async convert(config: AttentionLayerConfig, weights: AttentionLayerWeights, options: MlaConversionOptions, context: ConversionContext): Promise<ConvertedAttention> {
@@ -48,7 +48,7 @@ export class XEcoMlaConverter implements AttentionConverter {
     checkRank(`${this.name} layer ${config.layerIndex} kv_lora_rank`, kvRank, m, d);
     outWeights["kv_a_proj_with_mqa"] = host(vstack([sigmaVt(kv.s, kv.vt, d, kvRank), kAvg.slice((headDim - rope) * d, headDim * d)]), [kvRank + rope, d]);
     // kv_b per head: [first d_nope rows of its U_k block ; all d_v rows of its U_v block].
-    const u = leftColumns(kv.u, m, kv.columns, kvRank);
+    const u = kv.u; // m × kvRank
     const kvB = new Float64Array(heads * (nope + headDim) * kvRank);
     let at = 0;
     for (let h = 0; h < heads; h++) {
