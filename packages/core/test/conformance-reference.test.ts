@@ -1,7 +1,7 @@
 // The conformance suite, the composition checks and the gradient checks, green on the reference
 // backend; the f64 reference must also pass the f32 tolerance table against the f32 reference.
 import t from "tap";
-import { CONFORMANCE_KERNELS, ReferenceBackend, conformanceTap, runCompositionChecks, runConformance, type DeviceBuffer, type HostArray } from "@ecomla/core";
+import { CONFORMANCE_KERNELS, FUSED_KERNELS, ReferenceBackend, composedLabel, conformanceTap, runCompositionChecks, runConformance, type DeviceBuffer, type HostArray } from "@ecomla/core";
 
 conformanceTap(t, () => new ReferenceBackend());
 
@@ -27,7 +27,9 @@ function recording(): { backend: ReferenceBackend; uploads: string[] } {
 t.test("the suite covers every kernel and is deterministic", async (t) => {
   const first = recording();
   const checks = await runConformance(first.backend, { seed: 7 });
-  t.same([...new Set(checks.map((c) => c.kernel))].sort(), [...CONFORMANCE_KERNELS].sort(), "one or more checks for every kernel");
+  // The reference implements every fused kernel, so each is also checked as core's composition.
+  const expected = [...CONFORMANCE_KERNELS, ...FUSED_KERNELS.map(composedLabel)];
+  t.same([...new Set(checks.map((c) => c.kernel))].sort(), expected.sort(), "one or more checks for every kernel and every composition");
   t.ok(checks.length > 250, `${checks.length} checks`);
   t.same(checks.filter((c) => !c.pass), [], "the f64 reference under test passes the f32 tolerances");
   const again = recording();
@@ -43,8 +45,10 @@ t.test("the suite covers every kernel and is deterministic", async (t) => {
 
 t.test("kernels option filters, and the memory check is always reported", async (t) => {
   const checks = await runConformance(new ReferenceBackend(), { kernels: ["softmax"] });
-  t.same([...new Set(checks.map((c) => c.kernel))], ["softmax", "memory"]);
+  t.same([...new Set(checks.map((c) => c.kernel))], ["softmax", "softmax (composed)", "memory"]);
   t.ok(checks.every((c) => c.pass));
+  const nativeOnly = await runConformance(new ReferenceBackend(), { kernels: ["softmax"], composed: false });
+  t.same([...new Set(nativeOnly.map((c) => c.kernel))], ["softmax", "memory"], "composed: false skips the compositions");
   const comp = await runCompositionChecks(new ReferenceBackend(), { kernels: ["attention"] });
   t.same([...new Set(comp.map((c) => c.kernel))], ["attention", "memory"]);
   t.ok(comp.every((c) => c.pass));

@@ -1,6 +1,6 @@
 // Conformance cases for the fused row kernels: softmax (+backward), rmsNorm (+backward), rope,
 // swiglu (+backward) and adamw.
-import type { TensorBackend } from "../interfaces/backend.js";
+import type { CompleteBackend, TensorBackend } from "../interfaces/backend.js";
 import type { CaseSink } from "./harness.js";
 import { TOLERANCES } from "./tolerances.js";
 
@@ -109,7 +109,7 @@ export function nnCases(add: CaseSink): void {
       const x = ctx.input(ctx.gen.uniform(n));
       const out = c.inPlace ? x : ctx.output(n);
       const positions = c.explicitPositions ? ctx.input(ctx.gen.ints(c.batch * c.seqLen, ROPE_POSITIONS)) : undefined;
-      ctx.run((be: TensorBackend, pick) =>
+      ctx.run((be: CompleteBackend, pick) =>
         be.rope({
           x: pick(x),
           out: pick(out),

@@ -3,12 +3,12 @@
 // backward call, fed dOut = r, yields the whole analytic gradient; central differences with
 // eps = 1e-6 then give O(eps²) truncation and ~1e-10 rounding error in float64.
 import { ReferenceBackend } from "../backends/reference/index.js";
-import type { DeviceBuffer, TensorBackend } from "../interfaces/backend.js";
+import type { BackendPrimitives, DeviceBuffer, FusedKernels } from "../interfaces/backend.js";
 import { gradCases } from "./grad-cases.js";
 import { type ConformanceCheck, DEFAULT_SEED, Inputs, caseSeed, errorCheck } from "./harness.js";
 
-/** A backend whose f32 buffers can be read and written in float64 (the f64 reference backend). */
-export interface F64Backend extends TensorBackend {
+/** A backend with every kernel whose f32 buffers can be read and written in float64 (the f64 reference backend). */
+export interface F64Backend extends BackendPrimitives, FusedKernels {
   readF64(buf: DeviceBuffer): Float64Array;
   writeF64(buf: DeviceBuffer, data: Float64Array | number[], offset?: number): void;
 }

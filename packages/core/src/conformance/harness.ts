@@ -1,7 +1,8 @@
 // The machinery shared by the conformance, composition and gradient checks: the result record,
 // tolerances, host-side comparison, and a case context that mirrors every input on two backends
 // and frees everything it allocated, whatever happens.
-import type { DType, DeviceBuffer, HostArray, TensorBackend } from "../interfaces/backend.js";
+import { completeBackend } from "../backends/composed.js";
+import type { CompleteBackend, DType, DeviceBuffer, HostArray, TensorBackend } from "../interfaces/backend.js";
 import { Rng } from "../random.js";
 
 /** One compared output of one case of one kernel. */
@@ -29,6 +30,11 @@ export interface ConformanceOptions {
   kernels?: string[];
   /** The oracle. Default: a fresh `new ReferenceBackend({ precision: "f32" })`. */
   reference?: TensorBackend;
+  /**
+   * Also run every fused kernel the backend implements as core's composition of its primitives
+   * (checks filed under "KERNEL (composed)"). Default true.
+   */
+  composed?: boolean;
 }
 
 /** An element passes when |got − expected| ≤ atol + rtol·|expected|. `bitwise` demands identical values (NaN = NaN, −0 ≠ +0). */
@@ -143,14 +149,20 @@ function emptyLike(dtype: DType, n: number): HostArray {
  */
 export class PairContext {
   private readonly owned: PairBuf[] = [];
+  /** The backend under test and the oracle, completed (fused kernels they lack are composed). */
+  readonly test: CompleteBackend;
+  readonly ref: CompleteBackend;
   constructor(
-    readonly test: TensorBackend,
-    readonly ref: TensorBackend,
+    test: TensorBackend,
+    ref: TensorBackend,
     readonly kernel: string,
     readonly caseName: string,
     readonly checks: ConformanceCheck[],
     readonly gen: Inputs,
-  ) {}
+  ) {
+    this.test = completeBackend(test);
+    this.ref = completeBackend(ref);
+  }
 
   /** A mirrored buffer holding `data` on both sides (f32 data for f32, raw bits for bf16/f16). */
   input(data: HostArray, dtype: DType = data instanceof Int32Array ? "i32" : data instanceof Uint16Array ? "bf16" : "f32"): PairBuf {
@@ -174,13 +186,13 @@ export class PairContext {
   }
 
   /** Run the same kernel call on both backends. */
-  run(call: (backend: TensorBackend, pick: Pick) => void): void {
+  run(call: (backend: CompleteBackend, pick: Pick) => void): void {
     call(this.test, (p) => p.t);
     call(this.ref, (p) => p.r);
   }
 
   /** A mirrored input whose content is computed by the reference alone (e.g. a forward's output fed to a backward). */
-  async fromReference(length: number, call: (ref: TensorBackend, pick: (p: PairBuf) => DeviceBuffer, out: DeviceBuffer) => void): Promise<PairBuf> {
+  async fromReference(length: number, call: (ref: CompleteBackend, pick: (p: PairBuf) => DeviceBuffer, out: DeviceBuffer) => void): Promise<PairBuf> {
     const scratch = this.ref.alloc("f32", length);
     try {
       call(this.ref, (p) => p.r, scratch);

@@ -3,7 +3,7 @@
 // gradient checks; plus tap adapters for backend plugins' tests.
 export type { ConformanceCheck, ConformanceOptions, Tolerance } from "./harness.js";
 export { TOLERANCES, reduceTolerance } from "./tolerances.js";
-export { CONFORMANCE_KERNELS, runConformance } from "./run.js";
+export { CONFORMANCE_KERNELS, composedLabel, runConformance } from "./run.js";
 export { type CompositionOptions, runCompositionChecks } from "./composition.js";
 export { type F64Backend, type GradCheckOptions, FD_EPS, FD_TOLERANCE, runGradChecks } from "./gradcheck.js";
 export { type TapLike, conformanceTap, gradCheckTap } from "./tap.js";

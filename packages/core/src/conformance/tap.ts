@@ -1,7 +1,6 @@
 // tap adapters: one subtest per kernel, one assertion per case. Core does not depend on tap, so the
 // test object is typed structurally.
 import type { TensorBackend } from "../interfaces/backend.js";
-import { runCompositionChecks } from "./composition.js";
 import { type GradCheckOptions, runGradChecks } from "./gradcheck.js";
 import type { ConformanceCheck, ConformanceOptions } from "./harness.js";
 import { runConformance } from "./run.js";
@@ -31,16 +30,14 @@ async function emit(t: any, checks: ConformanceCheck[]): Promise<void> {
 }
 
 /**
- * Run {@link runConformance} and {@link runCompositionChecks} on a backend from `makeBackend` as tap
- * subtests (call from a backend plugin's test file: `conformanceTap(t, () => new MyBackend())`).
+ * Run {@link runConformance} on a backend from `makeBackend` as tap subtests (call from a backend
+ * plugin's test file: `conformanceTap(t, () => new MyBackend())`): every primitive, every fused
+ * kernel as the completed backend runs it, and the compositions of the fused kernels it implements.
  */
 export function conformanceTap(t: TapLike, makeBackend: () => TensorBackend | Promise<TensorBackend>, options: ConformanceOptions = {}): unknown {
   return t.test("backend conformance", async (tt: any) => {
     const backend = await makeBackend();
-    const checks = await runConformance(backend, options);
-    const compositionOptions = { ...(options.seed !== undefined ? { seed: options.seed } : {}), ...(options.kernels ? { kernels: options.kernels } : {}) };
-    checks.push(...(await runCompositionChecks(backend, compositionOptions)));
-    await emit(tt, checks);
+    await emit(tt, await runConformance(backend, options));
   });
 }
 

@@ -1,5 +1,5 @@
 /**
- * The TensorBackend contract: device-resident buffers plus a small, fixed kernel set.
+ * The TensorBackend contract: device-resident buffers, a few required primitives, optional fused kernels.
  *
  * Designed for GPUs from day one:
  * - data lives on the device in opaque {@link DeviceBuffer}s; the host never indexes them;
@@ -7,17 +7,23 @@
  *   kernels issued on one backend is program order;
  * - the only way back to the host is the explicit, async {@link TensorBackend.download}.
  *
+ * The contract has two parts: {@link BackendPrimitives} (required, ~15 methods) and
+ * {@link FusedKernels} (optional; core composes the missing ones, see `completeBackend`).
+ *
  * Layout conventions: every buffer is a flat array of elements of one dtype; shapes are row-major
  * and given in elements. Offsets and strides are in elements, never bytes. Compute kernels read
  * and write `f32` (indices are `i32`); `bf16`/`f16` are storage formats reached through
  * {@link TensorBackend.cast}.
  */
+import { DTYPES, type BinaryOp, type FusedKernelName, type ReduceOp, type UnaryOp } from "./ops.js";
+
+export * from "./ops.js";
 
 /** Element types a buffer may hold. `bf16`/`f16` are storage-only; compute is f32. */
-export type DType = "f32" | "bf16" | "f16" | "i32";
+export type DType = (typeof DTYPES)[number]["name"];
 
 /** Bytes per element for each dtype. */
-export const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, bf16: 2, f16: 2, i32: 4 };
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = Object.fromEntries(DTYPES.map((d) => [d.name, d.bytes])) as Record<DType, number>;
 
 /** The host array type that carries each dtype on upload/download (bf16/f16 travel as raw bits). */
 export type HostArrayOf<D extends DType> = D extends "f32"
@@ -52,35 +58,12 @@ export interface BackendMemoryStats {
   peakBytes: number;
   /** Total alloc() calls since creation. */
   allocCount: number;
+  /**
+   * Calls of each fused kernel that ran as a composition of primitives because the backend does
+   * not implement it (filled in by {@link completeBackend}'s wrapper; absent on a bare backend).
+   */
+  composedCalls?: Partial<Record<FusedKernelName, number>>;
 }
-
-/** Elementwise binary operations (numpy broadcasting). */
-export type BinaryOp = "add" | "sub" | "mul" | "div" | "max" | "min" | "pow";
-
-/**
- * Elementwise unary operations; `alpha` is a scalar parameter where used:
- * `scale`: alpha·x, `addScalar`: x+alpha, `powScalar`: x^alpha, others ignore alpha.
- */
-export type UnaryOp =
-  | "neg"
-  | "exp"
-  | "log"
-  | "sqrt"
-  | "rsqrt"
-  | "abs"
-  | "square"
-  | "reciprocal"
-  | "relu"
-  | "sigmoid"
-  | "silu"
-  | "tanh"
-  | "gelu"
-  | "scale"
-  | "addScalar"
-  | "powScalar";
-
-/** Reductions over the last axis. `sumsq` is the sum of squares (for gradient norms). */
-export type ReduceOp = "sum" | "max" | "mean" | "sumsq";
 
 /** A (possibly strided) view of a rank-4 activation laid out as [batch, token, head, dim]. */
 export interface AttentionView {
@@ -302,10 +285,12 @@ export interface BackendCapabilities {
 }
 
 /**
- * A tensor backend: allocation plus the fixed kernel set. All kernels validate nothing they need
- * not (the Tensor layer checks shapes); they document shapes in their parameter comments.
+ * The required part of a backend: allocation plus the primitive kernels every other kernel can be
+ * composed from. This is the whole cost of a new backend; see {@link FusedKernels} for the rest.
+ * Kernels validate nothing they need not (the Tensor layer checks shapes); they document shapes in
+ * their parameter comments.
  */
-export interface TensorBackend {
+export interface BackendPrimitives {
   /** Registry name, e.g. "reference", "cpu", "webgpu". */
   readonly name: string;
   /** Optional capabilities (probe: `backend.capabilities.svd !== undefined`). */
@@ -367,6 +352,17 @@ export interface TensorBackend {
   unaryBackward(op: UnaryOp, x: DeviceBuffer, y: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, n: number, alpha?: number): void;
   /** out[r] = reduce(x[r, :]). x (rows, cols), out (rows). */
   reduceLastAxis(op: ReduceOp, x: DeviceBuffer, out: DeviceBuffer, rows: number, cols: number): void;
+  // ---- gather ------------------------------------------------------------------------------------
+  /** out[i] = table[ids[i]]. ids (n) i32, table (vocab, dim), out (n, dim). Out-of-range ids are an error where detectable, else zeros. */
+  embedding(ids: DeviceBuffer, table: DeviceBuffer, out: DeviceBuffer, n: number, vocab: number, dim: number): void;
+}
+
+/**
+ * The optional fused kernels. A backend implements the ones it has (ggml's `supports_op` is the
+ * model); {@link completeBackend} composes the rest from {@link BackendPrimitives}, and counts
+ * how often each composition ran (`memoryStats().composedCalls`).
+ */
+export interface FusedKernels {
   /**
    * Sum x (xShape) down to outShape, which broadcasts to xShape (right-aligned, dims equal or 1).
    * The backward of a broadcast. out is overwritten.
@@ -398,8 +394,6 @@ export interface TensorBackend {
   swiglu(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer, n: number): void;
   /** dGate, dUp from dOut. gate, up, dOut, dGate, dUp (n); all overwritten. */
   swigluBackward(gate: DeviceBuffer, up: DeviceBuffer, dOut: DeviceBuffer, dGate: DeviceBuffer, dUp: DeviceBuffer, n: number): void;
-  /** out[i] = table[ids[i]]. ids (n) i32, table (vocab, dim), out (n, dim). Out-of-range ids are an error where detectable, else zeros. */
-  embedding(ids: DeviceBuffer, table: DeviceBuffer, out: DeviceBuffer, n: number, vocab: number, dim: number): void;
   /** dTable[ids[i]] += dOut[i]. ids (n) i32, dOut (n, dim), dTable (vocab, dim) accumulated. */
   embeddingBackward(ids: DeviceBuffer, dOut: DeviceBuffer, dTable: DeviceBuffer, n: number, vocab: number, dim: number): void;
   /** Fused log-softmax + cross-entropy (+ gradient), see {@link CrossEntropyArgs}. */
@@ -408,6 +402,29 @@ export interface TensorBackend {
   klDiv(args: KlDivArgs): void;
   /** One AdamW update in place, see {@link AdamWArgs}. */
   adamw(args: AdamWArgs): void;
+}
+
+/**
+ * What a backend plugin implements: the primitives, plus any of the fused kernels. A backend whose
+ * fused kernel handles only some shapes answers `supports(kernel, args)` (args as the kernel
+ * receives them); false sends that call to the composition.
+ */
+export interface TensorBackend extends BackendPrimitives, Partial<FusedKernels> {
+  /** Whether the native fused kernel handles this call (default: every call, when implemented). */
+  supports?(kernel: FusedKernelName, args: readonly unknown[]): boolean;
+}
+
+/**
+ * A backend with every kernel present: what {@link completeBackend} returns and what tensors
+ * hold. Fused kernels the base lacks run as compositions of its primitives.
+ */
+export interface CompleteBackend extends BackendPrimitives, FusedKernels {
+  /** The backend as its plugin made it. */
+  readonly base: TensorBackend;
+  /** Fused kernels the base implements itself. */
+  readonly nativeKernels: readonly FusedKernelName[];
+  /** Fused kernels the base lacks, so they always run as compositions (calls `supports` refuses do too). */
+  readonly composedKernels: readonly FusedKernelName[];
 }
 
 /**

@@ -2,12 +2,13 @@ import { EcomlaError } from "../errors.js";
 import { Rng } from "../random.js";
 import { tidy } from "../tensor/engine.js";
 import { Tensor } from "../tensor/tensor.js";
+import type { TensorBackend } from "../interfaces/backend.js";
 import type { KVCache } from "./kv-cache.js";
 
 /** A model that can run incremental inference over a cache (Llama, MLA, hybrids). */
 export interface CachedCausalLM {
   readonly vocabSize: number;
-  readonly backend: Tensor["backend"];
+  readonly backend: TensorBackend;
   createCache(batch: number, maxLength: number): KVCache;
   /** ids (1, T) → logits (1, T or 1, V) continuing the cache. */
   step(ids: Tensor, cache: KVCache, options?: { lastOnly?: boolean }): Tensor;

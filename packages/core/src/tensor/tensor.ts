@@ -1,5 +1,6 @@
 import { EcomlaError, ShapeError } from "../errors.js";
-import type { DType, DeviceBuffer, HostArray, HostArrayOf, TensorBackend } from "../interfaces/backend.js";
+import { completeBackend } from "../backends/composed.js";
+import type { CompleteBackend, DType, DeviceBuffer, HostArray, HostArrayOf, TensorBackend } from "../interfaces/backend.js";
 import { TENSOR_BRAND, engine } from "./engine.js";
 
 /**
@@ -8,10 +9,14 @@ import { TENSOR_BRAND, engine } from "./engine.js";
  */
 class Storage {
   refs = 1;
+  /** The backend with every fused kernel (its own, or composed from its primitives). */
+  readonly backend: CompleteBackend;
   constructor(
-    readonly backend: TensorBackend,
+    backend: TensorBackend,
     readonly buffer: DeviceBuffer,
-  ) {}
+  ) {
+    this.backend = completeBackend(backend);
+  }
   release(): void {
     if (--this.refs === 0) this.backend.free(this.buffer);
   }
@@ -115,8 +120,8 @@ export class Tensor {
     return t;
   }
 
-  /** The backend owning the memory. */
-  get backend(): TensorBackend {
+  /** The backend owning the memory (completed: every fused kernel is callable). */
+  get backend(): CompleteBackend {
     return this.storage.backend;
   }
 

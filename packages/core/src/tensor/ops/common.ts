@@ -1,10 +1,10 @@
 import { ShapeError } from "../../errors.js";
-import type { DType, TensorBackend } from "../../interfaces/backend.js";
+import type { CompleteBackend, DType } from "../../interfaces/backend.js";
 import { engine } from "../engine.js";
 import { Tensor, type GradNode } from "../tensor.js";
 
 /** The backend shared by all inputs of an op (mixing backends is an error naming the op). */
-export function backendOf(op: string, ...inputs: Tensor[]): TensorBackend {
+export function backendOf(op: string, ...inputs: Tensor[]): CompleteBackend {
   const b = inputs[0]!.backend;
   for (const t of inputs) {
     t.assertLive(op);
