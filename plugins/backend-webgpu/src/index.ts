@@ -1,6 +1,6 @@
 // @ecomla/backend-webgpu: registers the WebGPU backend (WGSL kernels on Dawn) as backend "webgpu".
 import type { DependencyContainer } from "tsyringe";
-import { provide, type EcomlaPlugin, type LazyBackend } from "@ecomla/core";
+import { nativeKernelsOf, provide, type EcomlaPlugin, type LazyBackend, type TensorBackend } from "@ecomla/core";
 import { WebGpuBackend, type WebGpuBackendOptions } from "./backend.js";
 import { requestDevice } from "./runtime.js";
 
@@ -35,7 +35,12 @@ const plugin: EcomlaPlugin = {
   name: "@ecomla/backend-webgpu",
   version: "0.0.0",
   register(container: DependencyContainer) {
-    const lazy: LazyBackend = { lazy: true, name: "webgpu", create: () => createWebGpuBackend() };
+    const lazy: LazyBackend = {
+      lazy: true,
+      name: "webgpu",
+      nativeKernels: nativeKernelsOf(WebGpuBackend.prototype as unknown as TensorBackend),
+      create: () => createWebGpuBackend(),
+    };
     provide(container, "backend", "webgpu", { useValue: lazy }, { description: "WebGPU (Dawn): WGSL kernels on any Vulkan/Metal/D3D12 GPU, or Mesa lavapipe" });
   },
 };

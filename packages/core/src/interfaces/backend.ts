@@ -427,6 +427,16 @@ export interface CompleteBackend extends BackendPrimitives, FusedKernels {
   readonly composedKernels: readonly FusedKernelName[];
 }
 
+/** What a backend plugin can say about itself without acquiring a device (for `ecomla plugins`). */
+export interface BackendProbe {
+  /** Whether `create()` can succeed here. */
+  available: boolean;
+  /** Why not (names what is missing: a compiler, a library, a device), when unavailable. */
+  reason?: string;
+  /** One line on what it would run on (e.g. the tfjs backend chosen, the GPU, the library found). */
+  detail?: string;
+}
+
 /**
  * A backend whose device is acquired asynchronously on first use (a GPU adapter, a remote
  * service). Plugins register it instead of a ready backend so that loading the plugin costs
@@ -435,5 +445,9 @@ export interface CompleteBackend extends BackendPrimitives, FusedKernels {
 export interface LazyBackend {
   readonly lazy: true;
   readonly name: string;
+  /** The fused kernels the created backend implements, for listings that must not create it. */
+  readonly nativeKernels?: readonly FusedKernelName[];
+  /** Cheap availability check (no device acquired); `create()` should fail with the same reason. */
+  probe?(): BackendProbe | Promise<BackendProbe>;
   create(): Promise<TensorBackend>;
 }
