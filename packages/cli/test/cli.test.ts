@@ -46,6 +46,26 @@ t.test("plugins lists core and plugins from --plugin and from a config", async (
   t.match(text.stdout, /good-plugin 1\.2\.3\n  evaluator +echo — returns one/);
 });
 
+t.test("plugins shows each backend's native fused kernels, the composed ones, and a lazy backend's probe", async (t) => {
+  const fixture = resolve(here, "fixtures/partial-backends-plugin.mjs");
+  const r = ecomla(["plugins", "--json", "--plugin", fixture]);
+  t.equal(r.code, 0, r.stderr);
+  type Kernels = { native: string[] | null; composed: string[] | null; probe?: { available: boolean; reason?: string } };
+  const out = JSON.parse(r.stdout) as { plugins: { name: string; provides: { name: string; kernels?: Kernels }[] }[] };
+  const provided = (plugin: string, name: string) => out.plugins.find((p) => p.name === plugin)!.provides.find((x) => x.name === name)!.kernels!;
+  t.same(provided("@ecomla/core", "reference").composed, [], "the reference implements every fused kernel");
+  const partial = provided("partial-backends", "partial");
+  t.same(partial.native, ["softmax"]);
+  t.equal(partial.composed!.length, 13, "the other 13 fused kernels are composed");
+  t.ok(partial.composed!.includes("attention") && !partial.composed!.includes("softmax"));
+  const absent = provided("partial-backends", "absent");
+  t.same(absent.native, ["attention"], "a lazy backend's declared kernels, without creating it");
+  t.same(absent.probe, { available: false, reason: "no device: nothing answers at /dev/absent0" });
+  const text = ecomla(["plugins", "--plugin", fixture]);
+  t.match(text.stdout, /backend +partial — primitives \+ softmax\n +native fused kernels: softmax\n +composed from primitives: sumToShape, softmaxBackward, /);
+  t.match(text.stdout, /backend +absent — never available\n +unavailable: no device: nothing answers at \/dev\/absent0\n/);
+});
+
 t.test("a missing plugin is a clear error with exit code 2", async (t) => {
   const r = ecomla(["plugins", "--plugin", "@ecomla/not-a-real-plugin"]);
   t.equal(r.code, 2);
