@@ -1,5 +1,6 @@
 // Scalar conversions between f32 and the 16-bit storage formats (bf16, f16), bit-exact with
-// PyTorch / numpy: round to nearest, ties to even. Shared with safetensors I/O.
+// PyTorch / numpy: round to nearest, ties to even. Shared by safetensors I/O, the reference
+// backend and backend plugins, so it sits below all of them and imports nothing.
 
 // One scratch word reinterpreted both ways; the helpers are synchronous so sharing it is safe.
 const scratchF32 = new Float32Array(1);

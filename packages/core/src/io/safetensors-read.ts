@@ -2,7 +2,7 @@
 // each tensor is read from its own byte range, so a model is never held whole in memory.
 import { open, stat, type FileHandle } from "node:fs/promises";
 import { endianness } from "node:os";
-import { f16BitsToF32 } from "../backends/reference/dtype.js";
+import { f16BitsToF32 } from "../dtype.js";
 import {
   SAFETENSORS_DTYPE_BYTES,
   SafetensorsError,

@@ -4,7 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
-import { f32ToF16Bits } from "../backends/reference/dtype.js";
+import { f32ToF16Bits } from "../dtype.js";
 import { SAFETENSORS_DTYPE_BYTES, SafetensorsError, formatShape, numelOf } from "./safetensors.js";
 
 /** The dtypes the writer stores. */

@@ -1,6 +1,6 @@
 // Buffers of the reference backend and the small helpers its validation shares.
 import type { DType, DeviceBuffer } from "../../interfaces/backend.js";
-import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, f32ToI32 } from "./dtype.js";
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, f32ToI32 } from "../../dtype.js";
 import type { Store } from "./kernels-basic.js";
 
 /** A reference-backend allocation: the typed array plus its lifetime flag. */

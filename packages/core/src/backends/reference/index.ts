@@ -41,8 +41,6 @@ import {
 import * as nn from "./kernels-nn.js";
 import { unaryDerivative, unaryForward, unaryNeedsAlpha } from "./math.js";
 
-export { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "./dtype.js";
-
 /** Options of {@link ReferenceBackend}. */
 export interface ReferenceBackendOptions {
   /** Storage of f32 buffers: "f32" (default) or "f64" (Float64Array, for finite-difference checks). */
