@@ -374,6 +374,9 @@ export async function benchTrain(
       phasesMs: Object.fromEntries(phaseNames.map((name, i) => [name, median(steps.map((s) => s.phases[i]!))])),
       lastLoss: steps[steps.length - 1]!.loss,
     },
+    // Fused kernels the backend lacks and core composed from its primitives, with their call counts.
+    composedKernels: completeBackend(be).composedKernels,
+    composedCalls: completeBackend(be).memoryStats().composedCalls ?? {},
   };
   if (profile) report.profile = profile.report(options.repeats);
   if (options.pytorch) {
