@@ -1,7 +1,7 @@
 export { parseLlamaConfig, readLlamaConfig, ConfigReader, type LlamaConfig, type RopeScaling } from "./config.js";
 export { ropeFrequencies, yarnMscale } from "./rope.js";
 export { LlamaForCausalLM, LlamaModel, type LlamaOptions, type AttentionFactory } from "./llama.js";
-export { KVCache, LayerKVCache } from "./kv-cache.js";
+export { KVCache } from "./kv-cache.js";
 export { loadWeights, type WeightSource, type LoadOptions } from "./weights.js";
 export { generate, sampleToken, argmax, type CachedCausalLM, type SamplingOptions, type GenerationResult } from "./generate.js";
 export { loadLlama, checkpointWeights } from "./pretrained.js";

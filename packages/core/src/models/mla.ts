@@ -1,6 +1,7 @@
 import { ShapeError } from "../errors.js";
 import type { TensorBackend } from "../interfaces/backend.js";
-import { Linear, RMSNorm, type AttentionLayer, type LayerCache, type RotaryEmbedding } from "../nn/layers.js";
+import { Linear, RMSNorm, type AttentionLayer, type RotaryEmbedding } from "../nn/layers.js";
+import type { LayerCache } from "../nn/layer-cache.js";
 import { Module } from "../nn/module.js";
 import type { Rng } from "../random.js";
 import { keep } from "../tensor/engine.js";

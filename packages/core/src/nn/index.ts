@@ -10,7 +10,7 @@ export {
   DecoderBlock,
   type AttentionShape,
   type AttentionLayer,
-  type LayerCache,
   type BlockShape,
 } from "./layers.js";
+export { LayerKVCache, type LayerCache } from "./layer-cache.js";
 export { AdamW, type AdamWOptions } from "./optim.js";

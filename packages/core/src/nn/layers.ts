@@ -5,7 +5,7 @@ import { keep } from "../tensor/engine.js";
 import { Tensor } from "../tensor/tensor.js";
 import * as ops from "../tensor/ops/index.js";
 import { Module, normalParam } from "./module.js";
-import { LayerKVCache } from "../models/kv-cache.js";
+import { LayerKVCache, type LayerCache } from "./layer-cache.js";
 
 /** Default init std (HF's initializer_range). */
 const INIT_STD = 0.02;
@@ -120,15 +120,6 @@ export interface AttentionShape {
   numHeads: number;
   numKvHeads: number;
   headDim: number;
-}
-
-/** A model-level cache entry for one layer (keys/values, or MLA's latent). */
-export interface LayerCache {
-  /** Positions filled. */
-  length: number;
-  /** Bytes held. */
-  readonly bytes: number;
-  dispose(): void;
 }
 
 /**
