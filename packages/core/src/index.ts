@@ -25,6 +25,7 @@ export * from "./io/index.js";
 export { HfTokenizer } from "./tokenizer/hf.js";
 export * from "./backends/reference/index.js";
 export { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from "./dtype.js";
+export { unaryDerivative, unaryForward } from "./backends/reference/math.js";
 export { COMPOSE_CHUNK_ELEMENTS, completeBackend, nativeKernelsOf, primitivesOnly } from "./backends/composed.js";
 export { ArgumentChecks, BackendChecks, stridedSpan, type OwnedBuffer } from "./backends/checks.js";
 export * from "./linalg/svd.js";
