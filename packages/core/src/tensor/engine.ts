@@ -108,11 +108,10 @@ class Engine {
   backward(root: Tensor, gradOutput?: Tensor): void {
     root.assertLive("backward");
     if (!root.requiresGrad) throw new EcomlaError(`backward: ${root} does not require grad (no parameter reaches it, or it was computed under noGrad)`);
-    const ops = this.ops();
     let seed = gradOutput;
     if (!seed) {
       if (root.size !== 1) throw new ShapeError(`backward: root has shape [${root.shape.join(", ")}]; pass gradOutput for a non-scalar`);
-      seed = ops.fullLike(root, 1);
+      seed = onesLike(root);
     } else if (seed.size !== root.size) {
       throw new ShapeError(`backward: gradOutput shape [${seed.shape.join(", ")}] does not match root [${root.shape.join(", ")}]`);
     }
@@ -144,7 +143,7 @@ class Engine {
         grads.delete(t);
         const node: GradNode | null = t.node;
         if (!node) {
-          this.accumulateLeaf(t, g, ops);
+          this.accumulateLeaf(t, g);
           continue;
         }
         const inputGrads = node.backward(g);
@@ -161,7 +160,7 @@ class Engine {
           }
           const prev = grads.get(input);
           if (prev) {
-            ops.addInto(prev, ig);
+            addInto(prev, ig);
             ig.dispose();
           } else {
             grads.set(input, ig);
@@ -175,31 +174,31 @@ class Engine {
     }
   }
 
-  private accumulateLeaf(t: Tensor, g: Tensor, ops: EngineOps): void {
+  private accumulateLeaf(t: Tensor, g: Tensor): void {
     if (t.grad && !t.grad.isDisposed) {
-      ops.addInto(t.grad, g);
+      addInto(t.grad, g);
       g.dispose();
     } else {
       t.grad = this.keep(g.shape.length === t.shape.length && g.shape.every((d, i) => d === t.shape[i]) ? g : reshapeOwned(g, t.shape));
     }
   }
-
-  private opsImpl: EngineOps | null = null;
-  /** Ops the engine needs, installed by the ops module (avoids an import cycle). */
-  installOps(ops: EngineOps): void {
-    this.opsImpl = ops;
-  }
-  private ops(): EngineOps {
-    if (!this.opsImpl) throw new EcomlaError("engine: ops not installed");
-    return this.opsImpl;
-  }
 }
 
-/** The few ops backward() needs. */
-export interface EngineOps {
-  fullLike(t: Tensor, value: number): Tensor;
-  /** target += source (same size), in place. */
-  addInto(target: Tensor, source: Tensor): void;
+// backward() needs two ops. It does them itself rather than importing tensor/ops (which import
+// the engine): the engine depends on the Tensor type only, and no module installs anything.
+
+/** The default seed of backward(): ones shaped like root, made by root's own class. */
+function onesLike(root: Tensor): Tensor {
+  const TensorClass = root.constructor as typeof Tensor;
+  return TensorClass.full(root.backend, root.shape, 1, root.dtype);
+}
+
+/** target += source (same size), in place, outside autograd: gradient accumulation. */
+function addInto(target: Tensor, source: Tensor): void {
+  const b = target.backend;
+  if (source.backend !== b) throw new ShapeError(`backward: gradients live on different backends (${b.name} and ${source.backend.name})`);
+  if (target.size !== source.size) throw new ShapeError(`backward: gradient sizes differ ([${target.shape.join(", ")}] vs [${source.shape.join(", ")}])`);
+  b.binary("add", target.buffer, [target.size], source.buffer, [source.size], target.buffer, [target.size]);
 }
 
 function reshapeOwned(g: Tensor, shape: readonly number[]): Tensor {
