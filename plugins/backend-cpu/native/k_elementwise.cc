@@ -11,6 +11,12 @@ namespace {
 
 constexpr int64_t kGrain = 1 << 14;
 
+// The switches below end in `default:` for the last op, so a new op in core's table would silently
+// run that one: stop the build instead, until its case is written.
+static_assert(ECOMLA_BINARY_OP_COUNT == 7, "binary() handles add..pow: add a case for the new BinaryOp");
+static_assert(ECOMLA_UNARY_OP_COUNT == 16, "unary()/unary_backward() handle neg..powScalar: add cases for the new UnaryOp");
+static_assert(ECOMLA_REDUCE_OP_COUNT == 4, "reduce_last_axis() handles sum, max, mean, sumsq: add the new ReduceOp");
+
 inline float nan_max(float a, float b) { return a != a ? a : (b != b ? b : (a > b ? a : b)); }
 inline float nan_min(float a, float b) { return a != a ? a : (b != b ? b : (a < b ? a : b)); }
 

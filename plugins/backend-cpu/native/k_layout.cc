@@ -62,6 +62,9 @@ inline int32_t to_i32(float x) {
   return (int32_t)x;
 }
 
+// The dtype switches here (and the element sizes in addon.cc) know f32, bf16, f16, i32 only.
+static_assert(ECOMLA_DTYPE_COUNT == 4, "k_layout.cc and addon.cc handle f32, bf16, f16, i32: add the new DType");
+
 inline float load_as_f32(const void* p, int dtype, int64_t i) {
   switch (dtype) {
     case F32: return ((const float*)p)[i];

@@ -2,16 +2,10 @@
 // OpenBLAS/LAPACK in blas.cc). Pointers arrive already offset; shapes/strides are in elements.
 #pragma once
 #include "common.h"
+// DType, BinaryOp, UnaryOp, ReduceOp (F32, B_ADD, U_NEG, R_SUM, …): generated from core's op table.
+#include "ops.generated.h"
 
 namespace ecomla {
-
-enum DType : int { F32 = 0, BF16 = 1, F16 = 2, I32 = 3 };
-enum BinaryOp : int { B_ADD, B_SUB, B_MUL, B_DIV, B_MAX, B_MIN, B_POW };
-enum UnaryOp : int {
-  U_NEG, U_EXP, U_LOG, U_SQRT, U_RSQRT, U_ABS, U_SQUARE, U_RECIPROCAL, U_RELU,
-  U_SIGMOID, U_SILU, U_TANH, U_GELU, U_SCALE, U_ADD_SCALAR, U_POW_SCALAR
-};
-enum ReduceOp : int { R_SUM, R_MAX, R_MEAN, R_SUMSQ };
 
 struct AttentionParams {
   int64_t B, T, S, Hq, Hkv, Dqk, Dv;

@@ -6,6 +6,7 @@ import {
   DTYPE_BYTES,
   BackendChecks,
   EcomlaError,
+  unaryTakesAlpha,
   type AdamWArgs,
   type AttentionArgs,
   type AttentionBackwardArgs,
@@ -41,7 +42,6 @@ export interface CpuBackendOptions {
 }
 
 const HOST_ARRAY_OF: Record<DType, string> = { f32: "Float32Array", i32: "Int32Array", bf16: "Uint16Array", f16: "Uint16Array" };
-const NEEDS_ALPHA = new Set<UnaryOp>(["scale", "addScalar", "powScalar"]);
 
 /** A CPU buffer: a pooled native block plus its lifetime flag. */
 export class CpuBuffer implements DeviceBuffer {
@@ -285,7 +285,7 @@ export class CpuBackend implements TensorBackend {
   }
 
   private alphaFor(kernel: string, op: UnaryOp, alpha: number | undefined): number {
-    if (NEEDS_ALPHA.has(op) && alpha === undefined) fail(kernel, `op '${op}' needs alpha, found undefined`);
+    if (unaryTakesAlpha(op) && alpha === undefined) fail(kernel, `op '${op}' needs alpha, found undefined`);
     return alpha ?? 0;
   }
 

@@ -1,6 +1,6 @@
 // Argument checks shared by the CpuBackend kernels: everything JS can see without reading device
 // data, so bad input raises a ShapeError/EcomlaError instead of touching memory it does not own.
-import { ArgumentChecks, EcomlaError, type DType } from "@ecomla/core";
+import { ArgumentChecks, BINARY_OPS, DTYPES, EcomlaError, REDUCE_OPS, UNARY_OPS, opIds } from "@ecomla/core";
 
 export { stridedSpan } from "@ecomla/core";
 
@@ -36,20 +36,15 @@ export function padShape(shape: readonly number[], rank: number): number[] {
   return [...new Array<number>(rank - shape.length).fill(1), ...shape];
 }
 
-export const DTYPE_CODE: Readonly<Record<DType, number>> = { f32: 0, bf16: 1, f16: 2, i32: 3 };
-
-export const BINARY_CODE: Readonly<Record<string, number>> = { add: 0, sub: 1, mul: 2, div: 3, max: 4, min: 5, pow: 6 };
-
-export const UNARY_CODE: Readonly<Record<string, number>> = {
-  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, abs: 5, square: 6, reciprocal: 7, relu: 8,
-  sigmoid: 9, silu: 10, tanh: 11, gelu: 12, scale: 13, addScalar: 14, powScalar: 15,
-};
-
-export const REDUCE_CODE: Readonly<Record<string, number>> = { sum: 0, max: 1, mean: 2, sumsq: 3 };
+// name → native id, from core's op table: the same ids native/ops.generated.h gives the kernels.
+export const DTYPE_CODE = opIds(DTYPES);
+export const BINARY_CODE = opIds(BINARY_OPS);
+export const UNARY_CODE = opIds(UNARY_OPS);
+export const REDUCE_CODE = opIds(REDUCE_OPS);
 
 /** The op's code, or a ShapeError listing the known ones. */
 export function opCode(kernel: string, table: Readonly<Record<string, number>>, op: string): number {
-  const code = table[op];
+  const code = Object.hasOwn(table, op) ? table[op] : undefined;
   if (code === undefined) fail(kernel, `unknown op ${JSON.stringify(op)}; expected one of ${Object.keys(table).join(", ")}`);
   return code;
 }

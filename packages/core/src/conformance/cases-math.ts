@@ -1,6 +1,6 @@
 // Conformance cases for the linear-algebra and elementwise kernels: gemm, binary, unary,
 // unaryBackward, reduceLastAxis, sumToShape.
-import type { BinaryOp, ReduceOp, UnaryOp } from "../interfaces/backend.js";
+import { BINARY_OPS, REDUCE_OPS, UNARY_OPS, opNames, type UnaryOp } from "../interfaces/ops.js";
 import { type CaseSink, type Inputs, numel } from "./harness.js";
 import { TOLERANCES, reduceTolerance } from "./tolerances.js";
 
@@ -70,29 +70,21 @@ export const UNARY_DOMAIN: Record<UnaryOp, Domain> = {
   powScalar: positive,
 };
 
-/** The alpha each op is exercised with (ops that ignore alpha get none). */
-export const UNARY_ALPHAS: Record<UnaryOp, number[]> = {
-  neg: [],
-  exp: [],
-  log: [],
-  sqrt: [],
-  rsqrt: [],
-  abs: [],
-  square: [],
-  reciprocal: [],
-  relu: [],
-  sigmoid: [],
-  silu: [],
-  tanh: [],
-  gelu: [],
+/** The unary ops the table marks as taking alpha. */
+type AlphaUnaryOp = Extract<(typeof UNARY_OPS)[number], { alpha: true }>["name"];
+
+/** The alphas each alpha-taking op is exercised with (keyed by the table, so a new one must be listed). */
+const ALPHA_VALUES: Record<AlphaUnaryOp, number[]> = {
   scale: [1.7],
   addScalar: [-0.3],
   powScalar: [1.5, -0.5],
 };
 
-export const UNARY_OPS = Object.keys(UNARY_DOMAIN) as UnaryOp[];
-
-const BINARY_OPS: BinaryOp[] = ["add", "sub", "mul", "div", "max", "min", "pow"];
+/** The alphas a case runs `op` with: the values above, or `[undefined]` for ops that ignore alpha. */
+export function unaryAlphas(op: UnaryOp): (number | undefined)[] {
+  const entry = UNARY_OPS.find((e) => e.name === op);
+  return entry?.alpha ? ALPHA_VALUES[entry.name] : [undefined];
+}
 
 /** (aShape, bShape, outShape): equal shapes, broadcasts from either side, scalars, size 1. */
 const BINARY_SHAPES: [number[], number[], number[]][] = [
@@ -146,7 +138,7 @@ export function mathCases(add: CaseSink): void {
     });
   }
 
-  for (const op of BINARY_OPS) {
+  for (const op of opNames(BINARY_OPS)) {
     for (const [aShape, bShape, outShape] of BINARY_SHAPES) {
       add("binary", `${op} (${aShape}) ⊙ (${bShape}) -> (${outShape})`, async (ctx) => {
         const aData = op === "pow" ? ctx.gen.uniform(numel(aShape), 0.5, 2) : ctx.gen.uniform(numel(aShape), -2, 2);
@@ -160,9 +152,8 @@ export function mathCases(add: CaseSink): void {
     }
   }
 
-  for (const op of UNARY_OPS) {
-    const alphas = UNARY_ALPHAS[op].length > 0 ? UNARY_ALPHAS[op] : [undefined];
-    for (const alpha of alphas) {
+  for (const op of opNames(UNARY_OPS)) {
+    for (const alpha of unaryAlphas(op)) {
       const suffix = alpha === undefined ? "" : ` alpha=${alpha}`;
       for (const n of [1, 1037]) {
         add("unary", `${op}${suffix} n=${n}`, async (ctx) => {
@@ -190,8 +181,7 @@ export function mathCases(add: CaseSink): void {
     });
   }
 
-  const reduceOps: ReduceOp[] = ["sum", "max", "mean", "sumsq"];
-  for (const op of reduceOps) {
+  for (const op of opNames(REDUCE_OPS)) {
     for (const [rows, cols] of [[1, 1], [3, 17], [33, 65], [4, 5000]] as const) {
       add("reduceLastAxis", `${op} rows=${rows} cols=${cols}`, async (ctx) => {
         const x = ctx.input(ctx.gen.uniform(rows * cols));

@@ -4,10 +4,11 @@ import type { DeviceBuffer } from "../interfaces/backend.js";
 import { ATTENTION_CASES, type ViewSpec, attentionArgs, attentionLayout, attentionSizes } from "./cases-attention.js";
 import { copyCases } from "./cases-layout.js";
 import { makeLabels, makeTopK, makeWeights } from "./cases-loss.js";
-import { UNARY_ALPHAS, UNARY_DOMAIN, UNARY_OPS } from "./cases-math.js";
+import { UNARY_OPS, opNames } from "../interfaces/ops.js";
+import { UNARY_DOMAIN, unaryAlphas } from "./cases-math.js";
 import { ROPE_CASES, ROPE_POSITIONS, ropeTables } from "./cases-nn.js";
-import { type GradCase, type GradProblem, type F64Scratch, range } from "./gradcheck.js";
-import { numel } from "./harness.js";
+import type { GradCase, GradProblem, F64Scratch } from "./gradcheck.js";
+import { numel, range } from "./harness.js";
 
 /** Buffer element of each (batch, token, head, dim) element of a view, in contiguous order. */
 function viewIndices(spec: ViewSpec, batch: number, tokens: number, heads: number, dim: number): number[] {
@@ -126,8 +127,8 @@ function rowCases(): GradCase[] {
       };
     },
   });
-  for (const op of UNARY_OPS) {
-    for (const alpha of UNARY_ALPHAS[op].length > 0 ? UNARY_ALPHAS[op] : [undefined]) {
+  for (const op of opNames(UNARY_OPS)) {
+    for (const alpha of unaryAlphas(op)) {
       cases.push({
         kernel: "unaryBackward",
         name: `${op}${alpha === undefined ? "" : ` alpha=${alpha}`}`,

@@ -30,11 +30,22 @@ ${wgslGroupReductions(ROW_WG, "maxN")}
 /** WGSL prelude of a row kernel. */
 const ROW_PRELUDE = `${WGSL_BITS}${WGSL_REDUCE}`;
 
+/**
+ * WGSL per reduce op (keyed by core's op table, so a new op is a compile error here): the lane
+ * accumulator's start and step (`acc`, value `v`), the workgroup reduction, and the row's result
+ * from the group `total`.
+ */
+const REDUCE_WGSL: Record<ReduceOp, { init: string; step: string; group: "groupSum" | "groupMax"; result: string }> = {
+  sum: { init: "0.0", step: "acc + v", group: "groupSum", result: "total" },
+  max: { init: "negInf()", step: "maxN(acc, v)", group: "groupMax", result: "total" },
+  mean: { init: "0.0", step: "acc + v", group: "groupSum", result: "total / f32(p.cols)" },
+  sumsq: { init: "0.0", step: "acc + v * v", group: "groupSum", result: "total" },
+};
+
 /** out[r] = reduce(x[r, :]). */
 export function reduceLastAxis(l: Launcher, op: ReduceOp, x: GPUBuffer /* (rows, cols) */, out: GPUBuffer /* (rows) */, rows: number, cols: number): void {
   if (rows === 0) return;
-  const isMax = op === "max";
-  const term = op === "sumsq" ? "v * v" : "v";
+  const r = REDUCE_WGSL[op];
   const source = () => /* wgsl */ `
 ${ROW_PRELUDE}
 struct Params { rows: u32, cols: u32, xOff: u32, rowOff: u32 }
@@ -44,13 +55,13 @@ ${uniform(2)}
 ${entryRows(ROW_WG)}
   if (row >= p.rows) { return; }
   let base = p.xOff + row * p.cols;
-  var acc = ${isMax ? "negInf()" : "0.0"};
+  var acc = ${r.init};
   for (var j = lid; j < p.cols; j += ${ROW_WG}u) {
     let v = x[base + j];
-    acc = ${isMax ? "maxN(acc, v)" : `acc + ${term}`};
+    acc = ${r.step};
   }
-  let total = ${isMax ? "groupMax(acc, lid)" : "groupSum(acc, lid)"};
-  if (lid == 0u) { out[p.rowOff + row] = ${op === "mean" ? "total / f32(p.cols)" : "total"}; }
+  let total = ${r.group}(acc, lid);
+  if (lid == 0u) { out[p.rowOff + row] = ${r.result}; }
 }`;
   forRowChunks(l, `reduceLastAxis(${op})`, rows, cols, (row0, count) => {
     const wx = rowWindow(l, x, row0, count, cols);

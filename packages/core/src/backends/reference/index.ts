@@ -25,6 +25,7 @@ import {
   type TensorBackend,
   type UnaryOp,
 } from "../../interfaces/backend.js";
+import { unaryTakesAlpha } from "../../interfaces/ops.js";
 import { jacobiSvd } from "../../linalg/svd.js";
 import { BackendChecks, stridedSpan } from "../checks.js";
 import { HOST_ARRAY_OF, ReferenceBuffer, decode, encode, hostArrayName, unalias } from "./buffer.js";
@@ -39,7 +40,7 @@ import {
   type Store,
 } from "./kernels-basic.js";
 import * as nn from "./kernels-nn.js";
-import { unaryDerivative, unaryForward, unaryNeedsAlpha } from "./math.js";
+import { unaryDerivative, unaryForward } from "./math.js";
 
 /** Options of {@link ReferenceBackend}. */
 export interface ReferenceBackendOptions {
@@ -289,7 +290,7 @@ export class ReferenceBackend implements TensorBackend {
   }
 
   private alphaFor(kernel: string, op: UnaryOp, alpha: number | undefined): number {
-    if (unaryNeedsAlpha(op) && alpha === undefined) this.checks.fail(kernel, `op '${op}' needs alpha, found undefined`);
+    if (unaryTakesAlpha(op) && alpha === undefined) this.checks.fail(kernel, `op '${op}' needs alpha, found undefined`);
     return alpha ?? 0;
   }
 

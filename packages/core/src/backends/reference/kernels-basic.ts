@@ -164,6 +164,14 @@ export function binaryKernel(
   });
 }
 
+/** Per reduce op (keyed by the op table, so a new op is a compile error here): start, step, last step. */
+const REDUCERS: Record<ReduceOp, { init: number; step: (acc: number, v: number) => number; finish: (acc: number, cols: number) => number }> = {
+  sum: { init: 0, step: (acc, v) => acc + v, finish: (acc) => acc },
+  max: { init: -Infinity, step: (acc, v) => (Number.isNaN(v) || Number.isNaN(acc) ? NaN : Math.max(acc, v)), finish: (acc) => acc },
+  mean: { init: 0, step: (acc, v) => acc + v, finish: (acc, cols) => acc / cols },
+  sumsq: { init: 0, step: (acc, v) => acc + v * v, finish: (acc) => acc },
+};
+
 /** out[r] = reduce(x[r, :]); an empty row gives sum 0, max −Inf, mean NaN. */
 export function reduceLastAxisKernel(
   op: ReduceOp,
@@ -172,16 +180,12 @@ export function reduceLastAxisKernel(
   rows: number,
   cols: number,
 ): void {
+  const { init, step, finish } = REDUCERS[op];
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
-    let acc = op === "max" ? -Infinity : 0;
-    for (let j = 0; j < cols; j++) {
-      const v = x[base + j]!;
-      if (op === "max") acc = Number.isNaN(v) || Number.isNaN(acc) ? NaN : Math.max(acc, v);
-      else if (op === "sumsq") acc += v * v;
-      else acc += v;
-    }
-    out[r] = op === "mean" ? acc / cols : acc;
+    let acc = init;
+    for (let j = 0; j < cols; j++) acc = step(acc, x[base + j]!);
+    out[r] = finish(acc, cols);
   }
 }
 

@@ -73,11 +73,6 @@ export function gelu(x: number): number {
   return 0.5 * x * erfc(-x * INV_SQRT2);
 }
 
-/** True for ops whose alpha parameter is required. */
-export function unaryNeedsAlpha(op: UnaryOp): boolean {
-  return op === "scale" || op === "addScalar" || op === "powScalar";
-}
-
 /** f(x) for a unary op. */
 export function unaryForward(op: UnaryOp, x: number, alpha: number): number {
   switch (op) {
