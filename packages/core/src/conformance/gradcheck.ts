@@ -5,7 +5,7 @@
 import { ReferenceBackend } from "../backends/reference/index.js";
 import type { BackendPrimitives, DeviceBuffer, FusedKernels } from "../interfaces/backend.js";
 import { gradCases } from "./grad-cases.js";
-import { type ConformanceCheck, DEFAULT_SEED, Inputs, caseSeed, errorCheck } from "./harness.js";
+import { type ConformanceCheck, DEFAULT_SEED, Inputs, caseSeed, errorCheck, range } from "./harness.js";
 
 /** A backend with every kernel whose f32 buffers can be read and written in float64 (the f64 reference backend). */
 export interface F64Backend extends BackendPrimitives, FusedKernels {
@@ -96,11 +96,6 @@ export interface GradCase {
   kernel: string;
   name: string;
   build(s: F64Scratch): GradProblem;
-}
-
-/** 0 .. n−1 */
-export function range(n: number, start = 0): number[] {
-  return Array.from({ length: n }, (_, i) => start + i);
 }
 
 function norm(v: ArrayLike<number>): number {

@@ -246,6 +246,11 @@ export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/** start .. start+n−1 */
+export function range(n: number, start = 0): number[] {
+  return Array.from({ length: n }, (_, i) => start + i);
+}
+
 /**
  * A per-case seed from the suite seed and the case's identity (FNV-1a), so a case's inputs do not
  * change when other cases are added or filtered out.
