@@ -10,6 +10,7 @@ import type { AttentionConverter } from "./interfaces/converter.js";
 import type { DataSource } from "./interfaces/data.js";
 import type { Evaluator } from "./interfaces/evaluator.js";
 import type { DistillationLoss } from "./interfaces/loss.js";
+import type { InferenceEngine, ModelExporter } from "./interfaces/engine.js";
 import type { Teacher } from "./interfaces/teacher.js";
 import type { Tokenizer } from "./interfaces/tokenizer.js";
 import { PluginLoadError, UnknownNameError } from "./errors.js";
@@ -24,13 +25,17 @@ export interface KindMap {
   teacher: Teacher;
   tokenizer: Tokenizer;
   datasource: DataSource;
+  /** A whole-model runtime (`--engine`); ecomla's own forward is "ecomla". */
+  engine: InferenceEngine;
+  /** A model-folder exporter, registered under its format name (`ecomla export <format>`). */
+  exporter: ModelExporter;
 }
 
 /** The kinds of implementation a plugin can register by name. */
 export type Kind = keyof KindMap;
 
 /** All kinds, in the order listings show them. */
-export const KINDS: readonly Kind[] = ["backend", "converter", "loss", "evaluator", "teacher", "tokenizer", "datasource"];
+export const KINDS: readonly Kind[] = ["backend", "converter", "loss", "evaluator", "teacher", "tokenizer", "datasource", "engine", "exporter"];
 
 /** The plugin contract: a package default-exports this object. */
 export interface EcomlaPlugin {
