@@ -11,6 +11,7 @@ import { demoCommand } from "./commands/demo.js";
 import { evalCommand } from "./commands/eval.js";
 import { distillCommand } from "./commands/distill.js";
 import { dpoCommand } from "./commands/dpo.js";
+import { exportCommand } from "./commands/export.js";
 
 /** The `ecomla` command line, with every subcommand attached. */
 export function buildProgram(): Command {
@@ -32,5 +33,6 @@ export function buildProgram(): Command {
   evalCommand(program);
   distillCommand(program);
   dpoCommand(program);
+  exportCommand(program);
   return program;
 }

@@ -15,7 +15,7 @@ export * from "./interfaces/model.js";
 export * from "./interfaces/teacher.js";
 export * from "./interfaces/evaluator.js";
 export * from "./interfaces/engine.js";
-export { EcomlaEngine, EcomlaEngineModel, flattenIds } from "./models/engine.js";
+export { EcomlaEngine, EcomlaEngineModel, flattenIds, generateWithEngine } from "./models/engine.js";
 export { Tensor, sizeOf, type GradNode } from "./tensor/tensor.js";
 export { tidy, tidyAsync, noGrad, keep } from "./tensor/engine.js";
 export * as ops from "./tensor/ops/index.js";

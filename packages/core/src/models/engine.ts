@@ -1,4 +1,6 @@
-import { ConfigError, ShapeError } from "../errors.js";
+import { ConfigError, EcomlaError, ShapeError } from "../errors.js";
+import { Rng } from "../random.js";
+import { sampleToken, type GenerationResult, type SamplingOptions } from "./generate.js";
 import type { EngineCache, EngineLoadOptions, EngineModel, InferenceEngine } from "../interfaces/engine.js";
 import { tidy } from "../tensor/engine.js";
 import { Tensor } from "../tensor/tensor.js";
@@ -86,5 +88,36 @@ export class EcomlaEngine implements InferenceEngine {
     if (!options.backend) throw new ConfigError("ecomla engine: needs a tensor backend (EngineLoadOptions.backend)");
     const { model } = await loadLlama(modelDir, options.backend);
     return new EcomlaEngineModel(model);
+  }
+}
+
+/** Prefill the prompt, then decode token by token through an engine's cache (as {@link generate} does for ecomla's own model). */
+export async function generateWithEngine(model: EngineModel, prompt: readonly number[], options: SamplingOptions): Promise<GenerationResult> {
+  if (prompt.length === 0) throw new EcomlaError("generate: the prompt is empty (tokenize at least one token, e.g. BOS)");
+  const rng = new Rng(options.seed ?? 0);
+  const temperature = options.temperature ?? 0;
+  const topP = options.topP ?? 1;
+  const stop = new Set(options.stopTokenIds ?? []);
+  const cache = model.createCache(1, prompt.length + options.maxNewTokens);
+  const tokens: number[] = [];
+  try {
+    const t0 = performance.now();
+    let next = sampleToken(await model.prefill(cache, [prompt], { lastOnly: true }), temperature, topP, rng);
+    const prefillMs = performance.now() - t0;
+    const t1 = performance.now();
+    for (;;) {
+      tokens.push(next);
+      options.onToken?.(next);
+      if (tokens.length >= options.maxNewTokens || stop.has(next)) break;
+      next = sampleToken(await model.decode(cache, [next]), temperature, topP, rng);
+    }
+    const decodeMs = performance.now() - t1;
+    return {
+      tokens, prefillMs, decodeMs,
+      prefillTokensPerSecond: prompt.length / (prefillMs / 1000),
+      decodeTokensPerSecond: tokens.length > 1 ? (tokens.length - 1) / (decodeMs / 1000) : 0,
+    };
+  } finally {
+    cache.free();
   }
 }
