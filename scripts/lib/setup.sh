@@ -5,8 +5,9 @@ set -euo pipefail
 ECOMLA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ECOMLA_ROOT"
 
-# System packages the native and WebGPU backends need (grows with the plugins that need them).
-ECOMLA_APT_PACKAGES=(libopenblas-dev)
+# System packages the native and WebGPU backends need (grows with the plugins that need them);
+# python3-onnx checks the ONNX exports (onnx.checker) in plugins/runtime-onnx's tests.
+ECOMLA_APT_PACKAGES=(libopenblas-dev python3-onnx)
 # Packages that must come from bookworm-backports (Dawn refuses older Mesa).
 ECOMLA_BACKPORTS_PACKAGES=(mesa-vulkan-drivers)
 

@@ -283,6 +283,7 @@ export async function buildDecoder(g: GraphBuilder, model: LlamaForCausalLM, dty
   g.reshape(logits2d, dg.shapeBS([config.vocabSize]));
   g.nodes[g.nodes.length - 1]!.output = ["logits"];
   g.output("logits", FLOAT, ["batch", "sequence_length", config.vocabSize]);
+  g.outputs.unshift(g.outputs.pop()!); // Optimum's order: logits, then present.*
   const maxPositions = model.rotary.maxPositions;
   return { layers, elementsPerToken: layers.reduce((n, l) => n + l.elementsPerToken, 0), vocabSize: config.vocabSize, maxPositions };
 }
