@@ -1,0 +1,53 @@
+// Times each fused kernel the tfjs backend implements against core's composition of its own
+// primitives, in the same process, on model-like shapes: the evidence for claiming it natively.
+// Run: node plugins/backend-tfjs/scripts/bench-fused.mjs (after a build; ECOMLA_TFJS_BACKEND picks the tfjs backend).
+import { completeBackend, primitivesOnly } from "@ecomla/core";
+import { createTfjsBackend } from "@ecomla/backend-tfjs";
+
+const backend = await createTfjsBackend();
+const native = completeBackend(backend);
+const composed = completeBackend(primitivesOnly(backend));
+const repeats = Number(process.env.REPEATS ?? 5);
+
+function buf(n, lo = -1, hi = 1) {
+  const b = backend.alloc("f32", n);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = lo + (hi - lo) * Math.random();
+  backend.upload(b, data);
+  return b;
+}
+
+async function time(be, call) {
+  call(be);
+  await be.sync();
+  const ms = [];
+  for (let r = 0; r < repeats; r++) {
+    const t0 = performance.now();
+    call(be);
+    await be.sync();
+    ms.push(performance.now() - t0);
+  }
+  return ms.sort((a, b) => a - b)[Math.floor(ms.length / 2)];
+}
+
+const rows = 2048, cols = 1024, n = 2048 * 2816;
+const x = buf(rows * cols), y = buf(rows * cols), dy = buf(rows * cols), out = buf(rows * cols), w = buf(cols), rstd = buf(rows), dw = buf(cols);
+const g = buf(n), u = buf(n), o = buf(n), p = buf(n), m = buf(n), v = buf(n, 0, 1);
+const cases = {
+  sumToShape: (be) => be.sumToShape(x, [rows, cols], w, [cols]),
+  softmax: (be) => be.softmax(x, out, rows, cols),
+  softmaxBackward: (be) => be.softmaxBackward(y, dy, out, rows, cols),
+  rmsNorm: (be) => be.rmsNorm(x, w, out, rstd, rows, cols, 1e-5),
+  rmsNormBackward: (be) => be.rmsNormBackward(x, w, rstd, dy, out, dw, rows, cols),
+  swiglu: (be) => be.swiglu(g, u, o, n),
+  swigluBackward: (be) => be.swigluBackward(g, u, o, p, m, n),
+  adamw: (be) => be.adamw({ param: p, grad: g, m, v, n, lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, biasCorrection1: 0.1, biasCorrection2: 0.001 }),
+};
+const results = {};
+for (const [kernel, call] of Object.entries(cases)) {
+  if (!native.nativeKernels.includes(kernel)) continue;
+  const nativeMs = await time(native, call);
+  const composedMs = await time(composed, call);
+  results[kernel] = { nativeMs: +nativeMs.toFixed(2), composedMs: +composedMs.toFixed(2), speedup: +(composedMs / nativeMs).toFixed(2) };
+}
+console.log(JSON.stringify({ tfjs: backend.selection.active, shapes: { rows, cols, n }, repeats, results }, null, 2));
