@@ -129,6 +129,7 @@ export async function openSession(dir: string, options: EngineLoadOptions = {}):
   const session = await ort.InferenceSession.create(join(dir, "model.onnx"), {
     executionProviders: [ep],
     graphOptimizationLevel: "all",
+    logSeverityLevel: 3, // errors only: the WebGPU provider warns that shape ops stay on the CPU, as intended
     ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
   });
   return new OrtEngineModel(session, manifest, ep);

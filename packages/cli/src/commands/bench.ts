@@ -9,6 +9,7 @@ import {
   type DeviceBuffer, type MlaConfig, type Pipeline, type TensorBackend,
 } from "@ecomla/core";
 import { openPipeline, type GlobalOptions } from "../context.js";
+import { benchDecodeCommand } from "./bench-decode.js";
 
 /** GEMM shapes of the kernel bench, [m, n, k]. */
 export const BENCH_GEMM_SHAPES: readonly (readonly [number, number, number])[] = [
@@ -477,4 +478,5 @@ export function benchCommand(program: Command): void {
       if (opts.json) process.stdout.write(JSON.stringify(report, null, 2) + "\n");
       else printTrain(report);
     });
+  benchDecodeCommand(bench);
 }
