@@ -30,6 +30,9 @@ export interface DecoderLayout {
   maxPositions: number;
 }
 
+/** Host values of a tensor: a parameter is read from the checkpoint by name, anything else (RoPE tables) from the tensor. */
+export type WeightReader = (t: Tensor) => Promise<Float32Array>;
+
 async function host(t: Tensor): Promise<Float32Array> {
   return Float32Array.from((await t.data()) as Float32Array);
 }
@@ -44,7 +47,7 @@ class DecoderGraph {
   private readonly rope = new Map<RotaryEmbedding, { cos: string; sin: string }>();
   private readonly shapes = new Map<string, string>();
 
-  constructor(g: GraphBuilder, readonly dtype: WeightDtype, readonly ids: string, readonly mask: string, readonly positions: string) {
+  constructor(g: GraphBuilder, readonly dtype: WeightDtype, readonly read: WeightReader, readonly ids: string, readonly mask: string, readonly positions: string) {
     this.g = g;
     this.batchSeq = g.op("Shape", [ids]);
     const seq = g.op("Gather", [this.batchSeq, g.int64([1], true)]);
@@ -72,7 +75,7 @@ class DecoderGraph {
   }
 
   async weight(name: string, t: Tensor): Promise<string> {
-    return this.g.weight(name, await host(t), t.shape, this.dtype);
+    return this.g.weight(name, await this.read(t), t.shape, this.dtype);
   }
 
   /** x (N, in) → (N, out) through a Linear's weight (out, in) and bias. */
@@ -222,7 +225,7 @@ async function mlaLayer(dg: DecoderGraph, x: string, attn: MultiHeadLatentAttent
   });
 
   // kv_b (H·(d_nope + d_v), r) split per head into W_UK (H, d_nope, r) and W_UVᵀ (H, r, d_v).
-  const kvB = await host(attn.kv_b_proj.weight);
+  const kvB = await dg.read(attn.kv_b_proj.weight);
   const wUK = new Float32Array(h * dn * r);
   const wUVt = new Float32Array(h * r * dv);
   for (let head = 0; head < h; head++) {
@@ -247,13 +250,16 @@ async function mlaLayer(dg: DecoderGraph, x: string, attn: MultiHeadLatentAttent
   return dg.linear(merged, attn.out_proj, `${prefix}.out_proj`);
 }
 
-/** Add the whole decoder to `g`; returns the cache layout. */
-export async function buildDecoder(g: GraphBuilder, model: LlamaForCausalLM, dtype: WeightDtype, onLayer?: (done: number, total: number) => void): Promise<DecoderLayout> {
+/**
+ * Add the whole decoder to `g`; returns the cache layout. `model` gives the structure and the RoPE
+ * tables; `read` gives each parameter's values (by default the model's own).
+ */
+export async function buildDecoder(g: GraphBuilder, model: LlamaForCausalLM, dtype: WeightDtype, read: WeightReader = host, onLayer?: (done: number, total: number) => void): Promise<DecoderLayout> {
   const config = model.config;
   const ids = g.input("input_ids", INT64, ["batch", "sequence_length"]);
   const mask = g.input("attention_mask", INT64, ["batch", "total_sequence_length"]);
   const positions = g.input("position_ids", INT64, ["batch", "sequence_length"]);
-  const dg = new DecoderGraph(g, dtype, ids, mask, positions);
+  const dg = new DecoderGraph(g, dtype, read, ids, mask, positions);
   const d = config.hiddenSize;
   const embed = await dg.weight("model.embed_tokens.weight", model.model.embed_tokens.weight);
   let hidden = g.reshape(g.op("Gather", [embed, ids]), [-1, d]); // (N, d) with N = B·S

@@ -3,10 +3,10 @@
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import {
-  ConfigError, ReferenceBackend, loadLlama, packageVersion,
-  type ExportOptions, type ExportReport, type LlamaForCausalLM, type ModelExporter,
+  ConfigError, LlamaForCausalLM, ReferenceBackend, SafetensorsCheckpoint, ShapeError, checkpointWeights, packageVersion, readLlamaConfig, readMlaConfig,
+  type ExportOptions, type ExportReport, type ModelExporter, type Tensor, type WeightSource,
 } from "@ecomla/core";
-import { buildDecoder, type DecoderLayout } from "./decoder.js";
+import { buildDecoder, type DecoderLayout, type WeightReader } from "./decoder.js";
 import { ExternalDataWriter, GraphBuilder, type WeightDtype } from "./graph.js";
 
 /** Architectures the exporter knows (config.json "architectures"). */
@@ -39,6 +39,29 @@ export interface OnnxExportOptions extends ExportOptions {
   dtype?: WeightDtype;
 }
 
+/**
+ * Every parameter of the model must be in the checkpoint with its shape (all problems reported at
+ * once, before anything is written); returns a reader of parameter values by tensor.
+ */
+function checkParameters(model: LlamaForCausalLM, source: WeightSource): WeightReader {
+  const params = model.namedParameters();
+  const missing = params.filter(([name]) => !source.has(name)).map(([name]) => name);
+  if (missing.length) {
+    throw new ConfigError(`${source.location}: ${missing.length} tensor(s) the graph needs are missing: ${missing.slice(0, 8).join(", ")}${missing.length > 8 ? ", …" : ""}`);
+  }
+  const wrong = params
+    .map(([name, t]) => ({ name, expected: t.shape, found: source.shapeOf(name) }))
+    .filter((m) => m.expected.length !== m.found.length || m.expected.some((d, i) => d !== m.found[i]));
+  if (wrong.length) {
+    throw new ShapeError(`${source.location}: ` + wrong.map((w) => `tensor ${w.name} does not fit the graph: expected [${w.expected.join(", ")}] (from config.json), found [${w.found.join(", ")}]`).join("; "));
+  }
+  const names = new Map<Tensor, string>(params.map(([name, t]) => [t, name]));
+  return async (t) => {
+    const name = names.get(t);
+    return name ? source.readF32(name) : Float32Array.from((await t.data()) as Float32Array);
+  };
+}
+
 /** The config's architecture, or a clear error when the exporter does not know it. */
 function checkArchitecture(modelDir: string): void {
   const path = join(modelDir, "config.json");
@@ -62,13 +85,13 @@ function checkOptions(options: OnnxExportOptions): { opset: number; dtype: Weigh
 }
 
 /** Write model.onnx (+ model.onnx.data) and the manifest of a loaded model into `dir`. */
-async function writeGraph(model: LlamaForCausalLM, dir: string, opset: number, dtype: WeightDtype, source: string, onProgress?: ExportOptions["onProgress"]): Promise<OnnxManifest> {
+async function writeGraph(model: LlamaForCausalLM, read: WeightReader, dir: string, opset: number, dtype: WeightDtype, source: string, onProgress?: ExportOptions["onProgress"]): Promise<OnnxManifest> {
   const external = new ExternalDataWriter(join(dir, "model.onnx.data"), "model.onnx.data");
   let layout: DecoderLayout;
   let g: GraphBuilder;
   try {
     g = new GraphBuilder(opset, external);
-    layout = await buildDecoder(g, model, dtype, (done, total) => onProgress?.(done, total + 1, `layer ${done - 1}`));
+    layout = await buildDecoder(g, model, dtype, read, (done, total) => onProgress?.(done, total + 1, `layer ${done - 1}`));
   } finally {
     external.close();
   }
@@ -95,12 +118,18 @@ export async function exportOnnx(modelDir: string, outDir: string, options: Onnx
   checkArchitecture(modelDir);
   const target = resolve(outDir);
   if (existsSync(target) && !options.overwrite) throw new ConfigError(`${outDir} already exists (pass --overwrite to replace it)`);
-  const backend = new ReferenceBackend();
-  const { model } = await loadLlama(modelDir, backend);
+  const config = readLlamaConfig(join(modelDir, "config.json"));
+  const mla = readMlaConfig(modelDir, config);
+  const checkpoint = await SafetensorsCheckpoint.open(modelDir);
+  // The model's structure and RoPE tables only: parameters stay unallocated pages until read,
+  // and each weight streams from the checkpoint into the external-data file (RSS ≈ the largest tensor).
+  const model = new LlamaForCausalLM(new ReferenceBackend(), config, null, { mla });
   let tmp: string | null = null;
   try {
+    const source = checkpointWeights(checkpoint, modelDir);
+    const read = checkParameters(model, source);
     tmp = mkdtempSync(join(dirname(target), `.${basename(target)}.tmp-`));
-    const manifest = await writeGraph(model, tmp, opset, dtype, resolve(modelDir), options.onProgress);
+    const manifest = await writeGraph(model, read, tmp, opset, dtype, resolve(modelDir), options.onProgress);
     for (const f of COPIED) if (existsSync(join(modelDir, f))) copyFileSync(join(modelDir, f), join(tmp, f));
     writeFileSync(join(tmp, MANIFEST), JSON.stringify(manifest, null, 2) + "\n");
     if (existsSync(target)) rmSync(target, { recursive: true });
@@ -111,6 +140,7 @@ export async function exportOnnx(modelDir: string, outDir: string, options: Onnx
     return { outDir: target, files, bytes, elapsedMs: performance.now() - t0, manifest, details: { opset, dtype, elementsPerToken: manifest.elementsPerToken } };
   } finally {
     model.dispose();
+    await checkpoint.close();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   }
 }
