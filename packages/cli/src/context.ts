@@ -16,7 +16,7 @@ import {
  * First-party plugins the CLI loads when they are installed next to it. A missing one is skipped
  * (they are optional packages); a plugin named in a config or by --plugin must load or it is an error.
  */
-export const DEFAULT_PLUGINS: readonly string[] = ["@ecomla/backend-cpu", "@ecomla/backend-webgpu", "@ecomla/backend-tfjs", "@ecomla/eval-harness", "@ecomla/converter-xecomla", "@ecomla/losses", "@ecomla/runtime-onnx"];
+export const DEFAULT_PLUGINS: readonly string[] = ["@ecomla/backend-cpu", "@ecomla/backend-webgpu", "@ecomla/backend-cuda", "@ecomla/backend-rocm", "@ecomla/backend-tfjs", "@ecomla/eval-harness", "@ecomla/converter-xecomla", "@ecomla/losses", "@ecomla/runtime-onnx"];
 
 /** Options every command accepts. */
 export interface GlobalOptions {
