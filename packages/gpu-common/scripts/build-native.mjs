@@ -6,7 +6,7 @@
 //
 //   node build-native.mjs --flavor cuda|rocm --pkg-dir <plugin folder> [--force]
 //
-// Environment: ECOMLA_CUDA_ARCHS (default "80,90": sm_80 and sm_90 code plus sm_90 PTX),
+// Environment: ECOMLA_NVCC / ECOMLA_HIPCC (the compiler to use; otherwise PATH and the toolkit folders), ECOMLA_CUDA_ARCHS (default "80,90": sm_80 and sm_90 code plus sm_90 PTX),
 // ECOMLA_HIP_TARGETS (default "gfx90a"), CUDA_HOME / ROCM_PATH, ECOMLA_GPU_SKIP_BUILD=1 (record
 // "skipped" and build nothing), ECOMLA_GPU_BUILD_JOBS (parallel compiles, default the CPU count).
 import { spawn, spawnSync } from "node:child_process";
@@ -79,8 +79,8 @@ let link;
 let targets;
 if (flavor === "cuda") {
   const home = process.env.CUDA_HOME ?? process.env.CUDA_PATH ?? "/usr/local/cuda";
-  compiler = findTool("nvcc", [join(home, "bin"), "/usr/local/cuda/bin"]);
-  if (!compiler) unavailable(`nvcc (CUDA ≥ 12) not found on PATH, in $CUDA_HOME/bin or /usr/local/cuda/bin; install the CUDA toolkit and reinstall (pnpm install)`);
+  compiler = process.env.ECOMLA_NVCC ? (existsSync(process.env.ECOMLA_NVCC) ? process.env.ECOMLA_NVCC : null) : findTool("nvcc", [join(home, "bin"), "/usr/local/cuda/bin"]);
+  if (!compiler) unavailable(`nvcc (CUDA ≥ 12) not found ${process.env.ECOMLA_NVCC ? `at ECOMLA_NVCC=${process.env.ECOMLA_NVCC}` : "on PATH, in $CUDA_HOME/bin or /usr/local/cuda/bin"}; install the CUDA toolkit and reinstall (pnpm install)`);
   const version = spawnSync(compiler, ["--version"], { encoding: "utf8" }).stdout ?? "";
   const release = /release (\d+)\.(\d+)/.exec(version);
   if (!release || Number(release[1]) < 12) unavailable(`${compiler} is CUDA ${release ? `${release[1]}.${release[2]}` : "(unknown version)"}; CUDA ≥ 12 is needed`);
@@ -98,8 +98,8 @@ if (flavor === "cuda") {
   link = [`-L${cudaLib}`, "-lcudart_static", "-ldl", "-lrt", "-lpthread"];
 } else {
   const rocm = process.env.ROCM_PATH ?? "/opt/rocm";
-  compiler = findTool("hipcc", [join(rocm, "bin")]);
-  if (!compiler) unavailable(`hipcc not found on PATH or in $ROCM_PATH/bin (Debian/Ubuntu: apt-get install hipcc libamdhip64-dev), then reinstall (pnpm install)`);
+  compiler = process.env.ECOMLA_HIPCC ? (existsSync(process.env.ECOMLA_HIPCC) ? process.env.ECOMLA_HIPCC : null) : findTool("hipcc", [join(rocm, "bin")]);
+  if (!compiler) unavailable(`hipcc not found ${process.env.ECOMLA_HIPCC ? `at ECOMLA_HIPCC=${process.env.ECOMLA_HIPCC}` : "on PATH or in $ROCM_PATH/bin"} (Debian/Ubuntu: apt-get install hipcc libamdhip64-dev), then reinstall (pnpm install)`);
   targets = (process.env.ECOMLA_HIP_TARGETS ?? "gfx90a").split(",").map((s) => s.trim()).filter(Boolean);
   compileArgs = (src, out) => [
     "-std=c++17", "-O3", "-fPIC", "-Wno-unused-result", "-x", "hip", ...targets.map((t) => `--offload-arch=${t}`),
