@@ -33,7 +33,25 @@ async function time(be, call) {
 const rows = 2048, cols = 1024, n = 2048 * 2816;
 const x = buf(rows * cols), y = buf(rows * cols), dy = buf(rows * cols), out = buf(rows * cols), w = buf(cols), rstd = buf(rows), dw = buf(cols);
 const g = buf(n), u = buf(n), o = buf(n), p = buf(n), m = buf(n), v = buf(n, 0, 1);
+const lossRows = 512, vocab = 32000, topK = 32;
+const logits = buf(lossRows * vocab, -5, 5), teacher = buf(lossRows * vocab, -5, 5), grad = buf(lossRows * vocab), loss = buf(lossRows), weights = buf(lossRows, 0, 1);
+const labels = backend.alloc("i32", lossRows);
+backend.upload(labels, Int32Array.from({ length: lossRows }, () => Math.floor(Math.random() * vocab)));
+const topIds = backend.alloc("i32", lossRows * topK);
+backend.upload(topIds, Int32Array.from({ length: lossRows * topK }, () => Math.floor(Math.random() * vocab)));
+const topLogprobs = buf(lossRows * topK, -8, -1);
+const lossArgs = { logits, rows: lossRows, vocab, temperature: 2, weights, loss, grad };
+// The bench kernels' attention: batch 4, 512 tokens, 8 query heads over 2 key/value heads, dim 64, causal.
+const [B, T, Hq, Hkv, D] = [4, 512, 8, 2, 64];
+const att = { batch: B, queryLen: T, keyLen: T, numHeads: Hq, numKvHeads: Hkv, qkDim: D, vDim: D, scale: 1 / Math.sqrt(D), causal: true, q: { buf: buf(B * T * Hq * D) }, k: { buf: buf(B * T * Hkv * D) }, v: { buf: buf(B * T * Hkv * D) } };
+const attOut = buf(B * T * Hq * D), lse = buf(B * Hq * T), dOut = buf(B * T * Hq * D), dq = buf(B * T * Hq * D), dk = buf(B * T * Hkv * D), dv = buf(B * T * Hkv * D);
+native.attention({ ...att, out: attOut, lse });
 const cases = {
+  attention: (be) => be.attention({ ...att, out: attOut, lse }),
+  attentionBackward: (be) => be.attentionBackward({ ...att, out: attOut, lse, dOut, dq, dk, dv }),
+  crossEntropy: (be) => be.crossEntropy({ ...lossArgs, labels }),
+  "klDiv dense": (be) => be.klDiv({ ...lossArgs, teacherLogits: teacher }),
+  "klDiv top-k": (be) => be.klDiv({ ...lossArgs, teacherIndices: topIds, teacherLogprobs: topLogprobs, topK }),
   sumToShape: (be) => be.sumToShape(x, [rows, cols], w, [cols]),
   softmax: (be) => be.softmax(x, out, rows, cols),
   softmaxBackward: (be) => be.softmaxBackward(y, dy, out, rows, cols),
@@ -45,9 +63,9 @@ const cases = {
 };
 const results = {};
 for (const [kernel, call] of Object.entries(cases)) {
-  if (!native.nativeKernels.includes(kernel)) continue;
+  if (!native.nativeKernels.includes(kernel.split(" ")[0])) continue;
   const nativeMs = await time(native, call);
   const composedMs = await time(composed, call);
   results[kernel] = { nativeMs: +nativeMs.toFixed(2), composedMs: +composedMs.toFixed(2), speedup: +(composedMs / nativeMs).toFixed(2) };
 }
-console.log(JSON.stringify({ tfjs: backend.selection.active, shapes: { rows, cols, n }, repeats, results }, null, 2));
+console.log(JSON.stringify({ tfjs: backend.selection.active, shapes: { rows, cols, n, lossRows, vocab, topK, attention: { B, T, Hq, Hkv, D } }, repeats, results }, null, 2));

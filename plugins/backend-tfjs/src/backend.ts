@@ -1,12 +1,41 @@
 // TfjsBackend: the primitives plus the fused kernels tfjs runs natively and faster than core's
 // compositions (measured by test/bench-fused.ts); completeBackend composes the rest.
 import * as tf from "@tensorflow/tfjs-core";
-import type { AdamWArgs, DeviceBuffer } from "@ecomla/core";
+import {
+  EcomlaError,
+  stridedSpan,
+  type AdamWArgs,
+  type AttentionArgs,
+  type AttentionBackwardArgs,
+  type AttentionForwardArgs,
+  type CrossEntropyArgs,
+  type DeviceBuffer,
+  type FusedKernelName,
+  type KlDivArgs,
+  type LossArgs,
+} from "@ecomla/core";
+import { attentionBackward, attentionForward, type AttentionIo } from "./attention.js";
 import { numel } from "./layout.js";
-import { TfjsPrimitives } from "./primitives.js";
+import { TfjsPrimitives, type TfjsBuffer } from "./primitives.js";
+
+/** Elements of logits one loss step holds at a time (16 MiB of f32): rows are processed in chunks of this size. */
+const LOSS_CHUNK_ELEMENTS = 1 << 22;
+
+/** Per-row loss (n) and the gradient with respect to the scaled logits z = logits/τ (n, V), before the row weights and 1/τ. */
+type LossRows = { loss: tf.Tensor; dz: tf.Tensor };
+
+/** Largest score matrix (B·Hq·T·S elements, 128 MiB of f32) native attention holds; larger calls go to core's chunked composition. */
+const ATTENTION_MAX_SCORES = 1 << 25;
 
 /** The TensorFlow.js backend ("tfjs"). */
 export class TfjsBackend extends TfjsPrimitives {
+  /** Native attention holds the whole score matrix, so it declines calls whose scores would not fit {@link ATTENTION_MAX_SCORES}. */
+  supports(kernel: FusedKernelName, args: readonly unknown[]): boolean {
+    if (kernel !== "attention" && kernel !== "attentionBackward") return true;
+    const a = args[0] as AttentionArgs;
+    return a.batch * a.numHeads * a.queryLen * a.keyLen <= ATTENTION_MAX_SCORES;
+  }
+
   sumToShape(x: DeviceBuffer, xShape: readonly number[], out: DeviceBuffer, outShape: readonly number[]): void {
     const k = "sumToShape";
     this.checks.shape(k, "xShape", xShape);
@@ -22,7 +51,7 @@ export class TfjsBackend extends TfjsPrimitives {
         // Leading axes only (a bias gradient): one (1, R)·(R, C) product beats tfjs's leading-axis sum.
         const inner = numel(xShape.slice(axes.length));
         const reduced = numel(xShape) / inner;
-        return this.spliced(old, 0, tf.matMul(tf.ones([1, reduced]), this.read(xb, numel(xShape), 0, [reduced, inner])));
+        return this.spliced(old, 0, this.matMul(tf.ones([1, 1, reduced]), this.read(xb, numel(xShape), 0, [1, reduced, inner])));
       }
       const xt = this.read(xb, numel(xShape), 0, xShape);
       return this.spliced(old, 0, axes.length ? tf.sum(xt, axes) : xt);
@@ -85,7 +114,7 @@ export class TfjsBackend extends TfjsPrimitives {
       const coeff = tf.div(tf.mul(tf.mul(tf.square(r), r), tf.sum(tf.mul(dyx, w), -1, true)), cols);
       const dxValue = tf.sub(tf.mul(tf.mul(r, w), dyt), tf.mul(coeff, xt));
       // The column sum as a (1, rows)·(rows, cols) product: tfjs reduces a leading axis slowly.
-      return [dxValue, tf.add(this.read(dwb, cols), tf.matMul(tf.reshape(r, [1, rows]), dyx))];
+      return [dxValue, tf.add(this.read(dwb, cols), this.matMul(tf.reshape(r, [1, 1, rows]), tf.reshape(dyx, [1, rows, cols])))];
     });
     try {
       this.update(dxb, (old) => this.spliced(old, 0, dxNew));
@@ -149,6 +178,195 @@ export class TfjsBackend extends TfjsPrimitives {
     } finally {
       m.dispose();
       v.dispose();
+    }
+  }
+
+  // ---- losses ------------------------------------------------------------------------------------
+
+  /** Ids of an i32 buffer, read on the host, each in [0, limit) (negative ones allowed where they mean "ignored"). */
+  private checkIds(kernel: string, arg: string, buf: TfjsBuffer, count: number, limit: number, allowNegative: boolean): void {
+    const ids = tf.tidy(() => tf.clone(this.read(buf, count)));
+    const host = ids.dataSync();
+    ids.dispose();
+    for (let i = 0; i < count; i++) {
+      if (host[i]! >= limit || (host[i]! < 0 && !allowNegative)) throw new EcomlaError(`TfjsBackend.${kernel}: ${arg}[${i}] = ${host[i]} is out of range [0, ${limit})`);
+    }
+  }
+
+  /**
+   * The loss kernels' shared frame: checks, row chunks of z = logits/τ through `body`, then
+   * loss = w·loss and grad = (w/τ)·dz written once every chunk is computed (grad may alias logits).
+   */
+  private lossRows(kernel: string, a: LossArgs, body: (r0: number, n: number, z: tf.Tensor) => LossRows): void {
+    const { rows, vocab } = a;
+    this.checks.ints(kernel, { rows, vocab });
+    const temperature = a.temperature ?? 1;
+    if (!(temperature > 0) || !Number.isFinite(temperature)) this.checks.fail(kernel, `temperature must be finite and > 0, found ${temperature}`);
+    const logits = this.typed(kernel, "logits", a.logits, "f32", rows * vocab);
+    const lossBuf = this.typed(kernel, "loss", a.loss, "f32", rows);
+    const gradBuf = a.grad === undefined ? null : this.typed(kernel, "grad", a.grad, "f32", rows * vocab);
+    const weights = a.weights === undefined ? null : this.typed(kernel, "weights", a.weights, "f32", rows);
+    if (rows === 0) return;
+    const step = Math.max(1, Math.floor(LOSS_CHUNK_ELEMENTS / Math.max(1, vocab)));
+    const losses: tf.Tensor[] = [];
+    const grads: tf.Tensor[] = [];
+    try {
+      for (let r0 = 0; r0 < rows; r0 += step) {
+        const n = Math.min(step, rows - r0);
+        const [loss, grad] = tf.tidy(() => {
+          const raw = this.read(logits, n * vocab, r0 * vocab, [n, vocab]);
+          const part = body(r0, n, temperature === 1 ? raw : tf.div(raw, temperature));
+          const w = weights === null ? null : this.read(weights, n, r0, [n, 1]);
+          const loss = w === null ? part.loss : tf.mul(part.loss, tf.reshape(w, [n]));
+          const gradScale = w === null ? 1 / temperature : tf.div(w, temperature);
+          return [loss, gradBuf === null ? null : tf.mul(part.dz, gradScale)] as const;
+        });
+        losses.push(loss);
+        if (grad !== null) grads.push(grad);
+      }
+      this.update(lossBuf, (old) => this.spliced(old, 0, tf.concat(losses)));
+      if (gradBuf !== null) this.update(gradBuf, (old) => this.spliced(old, 0, tf.concat(grads.map((g) => tf.reshape(g, [-1])))));
+    } finally {
+      for (const t of [...losses, ...grads]) t.dispose();
+    }
+  }
+
+  crossEntropy(args: CrossEntropyArgs): void {
+    const k = "crossEntropy";
+    const { rows, vocab } = args;
+    this.checks.ints(k, { rows, vocab });
+    const labels = this.typed(k, "labels", args.labels, "i32", rows);
+    if (rows > 0) this.checkIds(k, "labels", labels, rows, vocab, true);
+    this.lossRows(k, args, (r0, n, z) => {
+      const logq = tf.logSoftmax(z);
+      const label = this.read(labels, n, r0);
+      const valid = tf.cast(tf.greaterEqual(label, 0), "float32");
+      // [row, label] of each row; ignored rows (label < 0) point at column 0 and are zeroed.
+      const at = tf.stack([tf.range(0, n, 1, "int32"), tf.maximum(label, tf.scalar(0, "int32"))], -1);
+      const target = tf.scatterND(at, valid, [n, vocab]);
+      const loss = tf.mul(tf.neg(tf.gatherND(logq, at)), valid);
+      return { loss, dz: tf.mul(tf.sub(tf.exp(logq), target), tf.reshape(valid, [n, 1])) };
+    });
+  }
+
+  klDiv(args: KlDivArgs): void {
+    const k = "klDiv";
+    const dense = args.teacherLogits !== undefined;
+    const topKForm = args.teacherIndices !== undefined || args.teacherLogprobs !== undefined;
+    if (dense === topKForm) this.checks.fail(k, `give exactly one of teacherLogits or (teacherIndices, teacherLogprobs), found ${dense ? "both" : "neither"}`);
+    const { rows, vocab } = args;
+    this.checks.ints(k, { rows, vocab });
+    const temperature = args.temperature ?? 1;
+    if (dense) {
+      const teacher = this.typed(k, "teacherLogits", args.teacherLogits!, "f32", rows * vocab);
+      this.lossRows(k, args, (r0, n, z) => {
+        const logq = tf.logSoftmax(z);
+        const raw = this.read(teacher, n * vocab, r0 * vocab, [n, vocab]);
+        const logp = tf.logSoftmax(temperature === 1 ? raw : tf.div(raw, temperature));
+        const p = tf.exp(logp);
+        // Terms with p = 0 count 0 (p·log p would be 0·(−∞)).
+        const terms = tf.where(tf.greater(p, 0), tf.mul(p, tf.sub(logp, logq)), tf.zerosLike(p));
+        return { loss: tf.sum(terms, -1), dz: tf.sub(tf.exp(logq), p) };
+      });
+      return;
+    }
+    const { teacherIndices, teacherLogprobs, topK } = args;
+    if (teacherIndices === undefined || teacherLogprobs === undefined) return this.checks.fail(k, `the top-k form needs both teacherIndices and teacherLogprobs`);
+    if (topK === undefined) return this.checks.fail(k, `the top-k form needs topK, found undefined`);
+    this.checks.ints(k, { topK });
+    const indices = this.typed(k, "teacherIndices", teacherIndices, "i32", rows * topK);
+    const logprobs = this.typed(k, "teacherLogprobs", teacherLogprobs, "f32", rows * topK);
+    if (rows * topK > 0) this.checkIds(k, "teacherIndices", indices, rows * topK, vocab, false);
+    this.lossRows(k, args, (r0, n, z) => {
+      const logq = tf.logSoftmax(z);
+      const lp = this.read(logprobs, n * topK, r0 * topK, [n, topK]);
+      // (n, K, 2) coordinates [row, id] of each teacher entry in the chunk.
+      const rowIds = tf.broadcastTo(tf.reshape(tf.range(0, n, 1, "int32"), [n, 1]), [n, topK]);
+      const at = tf.stack([rowIds, this.read(indices, n * topK, r0 * topK, [n, topK])], -1);
+      const p = tf.exp(lp);
+      const kept = tf.greater(p, 0);
+      const mass = tf.where(kept, p, tf.zerosLike(p));
+      const terms = tf.where(kept, tf.mul(p, tf.sub(lp, tf.gatherND(logq, at))), tf.zerosLike(p));
+      // grad_j = q_j·Σp − Σ_{k: j_k = j} p_k (scatterND sums repeated ids).
+      const perId = tf.scatterND(tf.reshape(at, [n * topK, 2]), tf.reshape(mass, [n * topK]), [n, vocab]);
+      return { loss: tf.sum(terms, -1), dz: tf.sub(tf.mul(tf.exp(logq), tf.sum(mass, -1, true)), perId) };
+    });
+  }
+
+  // ---- attention ---------------------------------------------------------------------------------
+
+  /** Checks the shared attention arguments; returns the strided reads of q, k, v. */
+  private attentionIo(kernel: string, a: AttentionArgs): AttentionIo {
+    const { batch, queryLen, keyLen, numHeads, numKvHeads, qkDim, vDim, causal } = a;
+    this.checks.ints(kernel, { batch, queryLen, keyLen });
+    this.checks.ints(kernel, { numHeads, numKvHeads, qkDim, vDim }, 1);
+    if (numHeads % numKvHeads !== 0) this.checks.fail(kernel, `numKvHeads (${numKvHeads}) must divide numHeads (${numHeads})`);
+    if (causal && keyLen < queryLen) this.checks.fail(kernel, `causal attention needs keyLen ≥ queryLen, found keyLen ${keyLen} < queryLen ${queryLen}`);
+    if (keyLen === 0 && queryLen > 0 && batch > 0) this.checks.fail(kernel, `keyLen is 0: query rows would see no key`);
+    const views = new Map<string, { buf: TfjsBuffer; offset: number; shape: number[]; strides: number[] }>();
+    for (const [name, v, tokens, heads, dim] of [["q", a.q, queryLen, numHeads, qkDim], ["k", a.k, keyLen, numKvHeads, qkDim], ["v", a.v, keyLen, numKvHeads, vDim]] as const) {
+      const offset = v.offset ?? 0;
+      const strides = v.strides ?? ([tokens * heads * dim, heads * dim, dim] as const);
+      if (strides.length !== 3 || !strides.every(Number.isInteger)) this.checks.fail(kernel, `${name}.strides must be 3 integers [batch, token, head], found [${strides.join(", ")}]`);
+      this.checks.ints(kernel, { [`${name}.offset`]: offset });
+      const buf = this.checks.own(kernel, name, v.buf);
+      this.checks.dtype(kernel, name, buf, "f32");
+      const shape = [batch, tokens, heads, dim];
+      this.checks.span(kernel, name, buf, stridedSpan(offset, shape, [...strides, 1]));
+      views.set(name, { buf, offset, shape, strides: [...strides, 1] });
+    }
+    return {
+      view: (name) => {
+        const found = views.get(name)!;
+        return this.readStrided(found.buf, found.offset, found.shape, found.strides);
+      },
+      matMul: (a, b, transA, transB) => this.matMul(a, b, transA, transB),
+    };
+  }
+
+  attention(args: AttentionForwardArgs): void {
+    const k = "attention";
+    const io = this.attentionIo(k, args);
+    const rows = args.batch * args.queryLen * args.numHeads;
+    const out = this.typed(k, "out", args.out, "f32", rows * args.vDim);
+    const lse = args.lse === undefined ? null : this.typed(k, "lse", args.lse, "f32", rows);
+    if (rows === 0) return;
+    const result = tf.tidy(() => attentionForward(io, args));
+    try {
+      this.update(out, (old) => this.spliced(old, 0, result.out));
+      if (lse !== null) this.update(lse, (old) => this.spliced(old, 0, result.lse));
+    } finally {
+      result.out.dispose();
+      result.lse.dispose();
+    }
+  }
+
+  attentionBackward(args: AttentionBackwardArgs): void {
+    const k = "attentionBackward";
+    const io = this.attentionIo(k, args);
+    const { batch, queryLen, keyLen, numHeads, numKvHeads, qkDim, vDim } = args;
+    const rows = batch * queryLen * numHeads;
+    const [out, lse, dOut] = [this.typed(k, "out", args.out, "f32", rows * vDim), this.typed(k, "lse", args.lse, "f32", rows), this.typed(k, "dOut", args.dOut, "f32", rows * vDim)];
+    const dq = this.typed(k, "dq", args.dq, "f32", rows * qkDim);
+    const dk = this.typed(k, "dk", args.dk, "f32", batch * keyLen * numKvHeads * qkDim);
+    const dv = this.typed(k, "dv", args.dv, "f32", batch * keyLen * numKvHeads * vDim);
+    if (rows === 0) {
+      // No query row: the keys and values get no gradient.
+      this.fill(dk, 0, batch * keyLen * numKvHeads * qkDim);
+      this.fill(dv, 0, batch * keyLen * numKvHeads * vDim);
+      return;
+    }
+    // Every input is read before any output is written (outputs may alias inputs).
+    const grads = tf.tidy(() => {
+      const shape = [batch, queryLen, numHeads, vDim];
+      return attentionBackward(io, args, this.read(out, rows * vDim, 0, shape), this.read(lse, rows), this.read(dOut, rows * vDim, 0, shape));
+    });
+    try {
+      this.update(dq, (old) => this.spliced(old, 0, grads.dq));
+      this.update(dk, (old) => this.spliced(old, 0, grads.dk));
+      this.update(dv, (old) => this.spliced(old, 0, grads.dv));
+    } finally {
+      for (const t of Object.values(grads)) t.dispose();
     }
   }
 }

@@ -22,6 +22,7 @@ import {
   type UnaryOp,
 } from "@ecomla/core";
 import { decodeValue, encodeValue, f32ToHalf, halfToF32, isContiguous, isInjective, numel, permutation, stridedIndex, tfDtype } from "./layout.js";
+import { batchedMatMul } from "./matmul.js";
 import type { TfjsSelection } from "./select.js";
 
 const HOST_ARRAY_OF: Record<DType, string> = { f32: "Float32Array", i32: "Int32Array", bf16: "Uint16Array", f16: "Uint16Array" };
@@ -134,7 +135,7 @@ function binaryOp(op: BinaryOp, a: tf.Tensor, b: tf.Tensor): tf.Tensor {
 export class TfjsPrimitives implements TensorBackend {
   readonly name = "tfjs";
   readonly capabilities: BackendCapabilities = {};
-  protected readonly checks = new BackendChecks<TfjsBuffer>("TfjsBackend", "tfjs", this, (b): b is TfjsBuffer => b instanceof TfjsBuffer);
+  protected readonly checks: BackendChecks<TfjsBuffer> = new BackendChecks<TfjsBuffer>("TfjsBackend", "tfjs", this, (b): b is TfjsBuffer => b instanceof TfjsBuffer);
 
   constructor(
     /** Which tfjs backend runs the kernels, and why the better ones do not. */
@@ -204,6 +205,11 @@ export class TfjsPrimitives implements TensorBackend {
     if (next.dtype !== tfDtype(b.dtype)) throw new EcomlaError(`TfjsBackend: internal error, a ${b.dtype} buffer got a ${next.dtype} tensor`);
     b.tensor?.dispose();
     b.tensor = next;
+  }
+
+  /** op(a)·op(b) per batch (a batch of 1 broadcasts), on the active tfjs backend's fast path. */
+  protected matMul(a: tf.Tensor, b: tf.Tensor, transA = false, transB = false): tf.Tensor3D {
+    return batchedMatMul(a as tf.Tensor3D, b as tf.Tensor3D, transA, transB, this.selection.active === "wasm");
   }
 
   /** A checked buffer of `dtype` holding elements [offset, offset+count). */
@@ -404,7 +410,7 @@ export class TfjsPrimitives implements TensorBackend {
       const operand = (buf: TfjsBuffer, offset: number, stride: number, rows: number, cols: number, ld: number) =>
         this.readStrided(buf, offset, [stride === 0 ? 1 : batch, rows, cols], [stride, ld, 1]);
       let product: tf.Tensor =
-        args.k === 0 ? tf.zeros(cShape) : tf.matMul(operand(a, aOffset, args.strideA, aRows, aCols, args.lda), operand(b, bOffset, args.strideB, bRows, bCols, args.ldb), transA, transB);
+        args.k === 0 ? tf.zeros(cShape) : this.matMul(operand(a, aOffset, args.strideA, aRows, aCols, args.lda), operand(b, bOffset, args.strideB, bRows, bCols, args.ldb), transA, transB);
       if (product.shape[0] !== batch) product = tf.broadcastTo(product, cShape);
       if (alpha !== 1) product = tf.mul(product, alpha);
       // beta = 0 never reads C, so NaN there cannot leak.
