@@ -123,6 +123,26 @@ t.test("ecomla logits / generate --engine onnxruntime agree with the built-in en
   t.same(fromCheckpoint.tokens, gen(["-m", hybrid]).tokens, "a checkpoint folder is exported on the fly");
 });
 
+t.test("--ep webgpu (onnxruntime-node's bundled WebGPU provider) agrees with the CPU provider", async (t) => {
+  const cpu = await openSession(exports["student"]!);
+  const gpu = await openSession(exports["student"]!, { executionProvider: "webgpu" });
+  t.teardown(async () => {
+    await cpu.free();
+    await gpu.free();
+  });
+  const ids = [[3, 14, 15, 92, 65], [35, 89, 79, 32, 38]];
+  const diff = (x: Float32Array, y: Float32Array) => x.reduce((m, v, i) => Math.max(m, Math.abs(v - y[i]!)), 0);
+  const full = diff(await gpu.forward(ids), await cpu.forward(ids));
+  t.ok(full <= 1e-4, `full sequence within 1e-4 (max |diff| ${full.toExponential(2)})`);
+  const [a, b] = [gpu.createCache(2, 8), cpu.createCache(2, 8)];
+  await gpu.prefill(a, ids);
+  await cpu.prefill(b, ids);
+  const step = diff(await gpu.decode(a, [7, 11]), await cpu.decode(b, [7, 11]));
+  t.ok(step <= 1e-4, `decode through the latent cache within 1e-4 (max |diff| ${step.toExponential(2)})`);
+  a.free();
+  b.free();
+});
+
 t.test("f16 weights: same graph, float32 arithmetic", async (t) => {
   const out = join(work, "student-f16");
   const report = await exportOnnx(student, out, { dtype: "f16", opset: 18 });
