@@ -143,6 +143,24 @@ t.test("--ep webgpu (onnxruntime-node's bundled WebGPU provider) agrees with the
   b.free();
 });
 
+t.test("ecomla plugins lists the engine and exporter kinds; bench decode reports both engines", async (t) => {
+  const listed = JSON.parse(ok(["plugins", "--json"])) as { plugins: { name: string; provides: { kind: string; name: string }[] }[] };
+  const provides = (name: string) => listed.plugins.find((p) => p.name === name)?.provides.map((r) => `${r.kind}:${r.name}`) ?? [];
+  t.ok(provides("@ecomla/core").includes("engine:ecomla"), "core registers the built-in engine");
+  t.same(provides("@ecomla/runtime-onnx"), ["engine:onnxruntime", "exporter:onnx"]);
+
+  const report = JSON.parse(ok(["bench", "decode", "-m", student, "--batch", "1,2", "--context", "8", "--tokens", "2", "--json"])) as {
+    cells: { batch: number; context: number; ecomla: { tokensPerSecond: number }; other: { engine: string; tokensPerSecond: number }; ecomlaVsOther: number }[];
+    cachedElementsPerToken: number;
+  };
+  t.same(report.cells.map((c) => [c.batch, c.context, c.other.engine]), [[1, 8, "onnxruntime"], [2, 8, "onnxruntime"]]);
+  t.equal(report.cachedElementsPerToken, 6 * 40, "6 MLA layers × (r_kv 32 + d_rope 8)");
+  for (const c of report.cells) {
+    t.ok(c.ecomla.tokensPerSecond > 0 && c.other.tokensPerSecond > 0, "both engines timed");
+    t.ok(Math.abs(c.ecomlaVsOther - c.ecomla.tokensPerSecond / c.other.tokensPerSecond) < 1e-9, "ratio = ecomla ÷ onnxruntime");
+  }
+});
+
 t.test("f16 weights: same graph, float32 arithmetic", async (t) => {
   const out = join(work, "student-f16");
   const report = await exportOnnx(student, out, { dtype: "f16", opset: 18 });
