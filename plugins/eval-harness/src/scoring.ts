@@ -140,9 +140,13 @@ async function scoreBatch(model: LanguageModel, backend: TensorBackend, batch: r
   const ids = new Int32Array(batch.length * seqLen);
   batch.forEach((p, b) => ids.set(p.input, b * seqLen));
   const targets = batch.flatMap((p) => [...p.targets]);
+  // A model run by an engine outside ecomla's tensors gives host logits; they are scored on `backend`.
+  const hostLogits = model.hostLogits ? await model.hostLogits(ids, batch.length, seqLen) : null;
   const [nll, rows] = tidy(() =>
     noGrad(() => {
-      const logits = model.forward(Tensor.from(backend, ids, [batch.length, seqLen], { dtype: "i32" })); // (B, T, V)
+      const logits = hostLogits
+        ? Tensor.from(backend, hostLogits, [batch.length, seqLen, vocab])
+        : model.forward(Tensor.from(backend, ids, [batch.length, seqLen], { dtype: "i32" })); // (B, T, V)
       const flat = logits.view([batch.length * seqLen, vocab]); // (B·T, V)
       // Row t of a sequence predicts token t+1: the continuation's predictors are its last |cont| inputs.
       const parts = batch.map((p, b) => ops.narrow(flat, 0, b * seqLen + p.input.length - p.targets.length, p.targets.length));

@@ -123,6 +123,21 @@ t.test("ecomla logits / generate --engine onnxruntime agree with the built-in en
   t.same(fromCheckpoint.tokens, gen(["-m", hybrid]).tokens, "a checkpoint folder is exported on the fly");
 });
 
+t.test("ecomla eval --engine onnxruntime scores as the built-in engine", async (t) => {
+  const tasks = ["continuation-4way.yaml", "last-word.yaml"].flatMap((f) => ["-t", join(teacher, "tasks", f)]);
+  type Eval = { engine?: string; models: { tasks: Record<string, { metrics: Record<string, number>; count: number }> }[] };
+  const run = (args: string[]) => JSON.parse(ok(["eval", ...tasks, "--limit", "12", "--json", ...args])) as Eval;
+  const own = run(["-m", student]);
+  const ort = run(["-m", exports["student"]!, "--engine", "onnxruntime"]);
+  t.equal(ort.engine, "onnxruntime");
+  for (const [task, scores] of Object.entries(own.models[0]!.tasks)) {
+    for (const [metric, value] of Object.entries(scores.metrics)) {
+      const other = ort.models[0]!.tasks[task]!.metrics[metric]!;
+      t.ok(Math.abs(other - value) <= 1e-4 * Math.max(1, Math.abs(value)), `${task} ${metric}: ${other} vs ${value}`);
+    }
+  }
+});
+
 t.test("--ep webgpu (onnxruntime-node's bundled WebGPU provider) agrees with the CPU provider", async (t) => {
   const cpu = await openSession(exports["student"]!);
   const gpu = await openSession(exports["student"]!, { executionProvider: "webgpu" });

@@ -1,5 +1,7 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import type { Command } from "commander";
-import { ConfigError, type EngineModel, type Pipeline } from "@ecomla/core";
+import { ConfigError, EcomlaError, readLlamaConfig, type EngineModel, type LanguageModel, type Pipeline, type TensorBackend } from "@ecomla/core";
 import { resolveBackend } from "../context.js";
 import { numberFlag } from "./model-io.js";
 
@@ -39,4 +41,24 @@ export async function loadEngineModel(pipeline: Pipeline, flags: EngineFlags, mo
   const t0 = performance.now();
   const model = await engine.load(modelDir, { backend, executionProvider: flags.ep, threads });
   return { model, engine: name, device: backend ? backend.name : (flags.ep ?? "cpu"), loadMs: performance.now() - t0 };
+}
+
+/**
+ * An engine's model seen as a {@link LanguageModel} for evaluators: logits come from the engine
+ * (hostLogits) and are scored on `backend`; the context window is the folder's config.json's.
+ */
+export function engineLanguageModel(model: EngineModel, backend: TensorBackend, modelDir: string): LanguageModel & { backend: TensorBackend; config: { maxPositionEmbeddings?: number }; kvCacheElementsPerToken(): number } {
+  const configFile = join(modelDir, "config.json");
+  const maxPositionEmbeddings = existsSync(configFile) ? readLlamaConfig(configFile).maxPositionEmbeddings : undefined;
+  return {
+    vocabSize: model.vocabSize,
+    backend,
+    config: { maxPositionEmbeddings },
+    forward(): never {
+      throw new EcomlaError("this model runs in an inference engine: call hostLogits, not forward");
+    },
+    kvCacheElementsPerToken: () => model.cachedElementsPerToken,
+    kvCacheBytesPerToken: () => model.cachedElementsPerToken * 2,
+    hostLogits: (ids, batch, tokens) => model.forward(Array.from({ length: batch }, (_, b) => Array.from(ids.subarray(b * tokens, (b + 1) * tokens)))),
+  };
 }

@@ -1,12 +1,13 @@
 import { existsSync } from "node:fs";
 import { basename, extname } from "node:path";
 import type { Command } from "commander";
-import { ConfigError, readPipelineConfig, type EvalResult, type Evaluator } from "@ecomla/core";
+import { ConfigError, readPipelineConfig, type EvalResult, type Evaluator, type LanguageModel, type Pipeline, type TensorBackend } from "@ecomla/core";
 import { openPipeline, resolveBackend, type GlobalOptions } from "../context.js";
 import { progressBar } from "../progress.js";
 import { loadModelWithProgress, loadTokenizer, numberFlag } from "./model-io.js";
+import { engineLanguageModel, engineOptions, loadEngineModel, usesRuntimeEngine, type EngineFlags } from "./engine-io.js";
 
-interface EvalOptions {
+interface EvalOptions extends EngineFlags {
   model: string[];
   task: string[];
   batchSize?: string;
@@ -121,7 +122,7 @@ function modelNames(paths: readonly string[]): string[] {
 
 /** `ecomla eval`: score one or more models on tasks, side by side, with retention against the first. */
 export function evalCommand(program: Command): void {
-  program
+  const command = program
     .command("eval")
     .description("evaluate models on tasks with lm-evaluation-harness semantics (multiple-choice acc/acc_norm, perplexity, last-word); several models side by side with retention % of the first")
     .requiredOption("-m, --model <dir...>", "Hugging Face model folder(s) (config.json + safetensors + tokenizer.json); repeat for side-by-side")
@@ -131,7 +132,8 @@ export function evalCommand(program: Command): void {
     .option("--max-length <n>", "context window in tokens (default: the model's max_position_embeddings)")
     .option("--stride <n>", "perplexity window stride (default: the max length)")
     .option("-b, --backend <name>", "tensor backend (default: cpu when installed, else reference)")
-    .option("--json", "print one JSON object instead of the markdown table")
+    .option("--json", "print one JSON object instead of the markdown table");
+  engineOptions(command)
     .action(async (opts: EvalOptions, cmd: Command) => {
       const positive = (n: number) => Number.isInteger(n) && n >= 1;
       const batchSize = numberFlag(opts.batchSize, "--batch-size", 4, positive, "an integer ≥ 1");
@@ -148,14 +150,16 @@ export function evalCommand(program: Command): void {
         if (n > 1) t.name = `${t.name}#${n}`;
       }
       const pipeline = await openPipeline(cmd.optsWithGlobals<GlobalOptions>());
-      const backend = await resolveBackend(pipeline, opts.backend);
+      const runtime = usesRuntimeEngine(opts);
+      // With a runtime engine, --backend only scores the engine's logits (log-softmax over the continuation).
+      const backend = await resolveBackend(pipeline, runtime ? undefined : opts.backend);
       // Resolved by name through the registry: any plugin may provide these evaluators.
       const evaluators = new Map<string, Evaluator>();
       for (const type of new Set([...tasks.map((t) => t.type), KV_REPORT])) evaluators.set(type, pipeline.get("evaluator", type));
       const names = modelNames(opts.model);
       const results: ModelScores[] = [];
       for (const [i, dir] of opts.model.entries()) {
-        const { model } = await loadModelWithProgress(dir, backend);
+        const { model } = runtime ? await loadRuntimeModel(pipeline, opts, dir, backend) : await loadModelWithProgress(dir, backend);
         const scores: ModelScores = { path: dir, name: names[i]!, tasks: {}, average: null };
         try {
           for (const task of tasks) {
@@ -189,6 +193,7 @@ export function evalCommand(program: Command): void {
             .map(([k, v]) => [k, retention(v, base.tasks[t]?.metrics[k])]))])),
         });
         const out = {
+          ...(runtime ? { engine: opts.engine } : {}),
           backend: backend.name,
           averageMetric: "unweighted mean over tasks of acc_norm, else acc",
           models: results.map((m, i) => ({ ...m, ...(i > 0 ? { retention: retentionOf(m) } : {}) })),
@@ -198,4 +203,10 @@ export function evalCommand(program: Command): void {
         process.stdout.write(markdownTable(results, taskNames) + "\n");
       }
     });
+}
+
+/** A model run by a runtime engine (--engine), as the evaluators see it. */
+async function loadRuntimeModel(pipeline: Pipeline, flags: EngineFlags, dir: string, backend: TensorBackend): Promise<{ model: LanguageModel & { dispose(): void } }> {
+  const { model } = await loadEngineModel(pipeline, flags, dir);
+  return { model: { ...engineLanguageModel(model, backend, dir), dispose: () => void model.free() } };
 }
