@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SafetensorsCheckpoint, paramMatchedQRank, readLlamaConfig } from "@ecomla/core";
+import * as ort from "onnxruntime-node";
 import { exportOnnx, openSession, readManifest } from "@ecomla/runtime-onnx";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -121,6 +122,28 @@ t.test("ecomla logits / generate --engine onnxruntime agree with the built-in en
   t.same(ort.tokens, own.tokens, "greedy tokens equal");
   const fromCheckpoint = gen(["-m", hybrid, "--engine", "onnxruntime"]);
   t.same(fromCheckpoint.tokens, gen(["-m", hybrid]).tokens, "a checkpoint folder is exported on the fly");
+});
+
+t.test("attention_mask: a left-padded row scores as the same row unpadded", async (t) => {
+  const m = await openSession(exports["hybrid"]!);
+  t.teardown(() => m.free());
+  const run = async (ids: number[][], mask: number[][], positions: number[][]) => {
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor("int64", BigInt64Array.from(ids.flat(), BigInt), [ids.length, ids[0]!.length]),
+      attention_mask: new ort.Tensor("int64", BigInt64Array.from(mask.flat(), BigInt), [mask.length, mask[0]!.length]),
+      position_ids: new ort.Tensor("int64", BigInt64Array.from(positions.flat(), BigInt), [positions.length, positions[0]!.length]),
+    };
+    for (const layer of m.manifest.layers) {
+      for (const c of layer.tensors) feeds[c.name] = new ort.Tensor("float32", new Float32Array(0), c.shape.map((d) => (d === "batch" ? ids.length : d === "past_sequence_length" ? 0 : Number(d))));
+    }
+    return (await m.session.run(feeds))["logits"]!.data as Float32Array;
+  };
+  const v = m.vocabSize;
+  const padded = await run([[0, 0, 17, 23, 29], [5, 6, 7, 8, 9]], [[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]]);
+  const alone = await run([[17, 23, 29]], [[1, 1, 1]], [[0, 1, 2]]);
+  const row0 = padded.subarray(2 * v, 5 * v);
+  const worst = row0.reduce((w, x, i) => Math.max(w, Math.abs(x - alone[i]!)), 0);
+  t.ok(worst <= 1e-4, `padded row's real positions within 1e-4 of the unpadded run (max |diff| ${worst.toExponential(2)})`);
 });
 
 t.test("ecomla eval --engine onnxruntime scores as the built-in engine", async (t) => {
