@@ -12,6 +12,7 @@ import { evalCommand } from "./commands/eval.js";
 import { distillCommand } from "./commands/distill.js";
 import { dpoCommand } from "./commands/dpo.js";
 import { exportCommand } from "./commands/export.js";
+import { serveCommand } from "./commands/serve.js";
 
 /** The `ecomla` command line, with every subcommand attached. */
 export function buildProgram(): Command {
@@ -34,5 +35,6 @@ export function buildProgram(): Command {
   distillCommand(program);
   dpoCommand(program);
   exportCommand(program);
+  serveCommand(program);
   return program;
 }
