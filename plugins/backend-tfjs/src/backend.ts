@@ -13,6 +13,7 @@ import {
   type FusedKernelName,
   type KlDivArgs,
   type LossArgs,
+  type RopeArgs,
 } from "@ecomla/core";
 import { attentionBackward, attentionForward, type AttentionIo } from "./attention.js";
 import { numel } from "./layout.js";
@@ -179,6 +180,63 @@ export class TfjsBackend extends TfjsPrimitives {
       m.dispose();
       v.dispose();
     }
+  }
+
+  rope(args: RopeArgs): void {
+    const k = "rope";
+    const { batch, seqLen, numHeads, headDim, layout } = args;
+    const posOffset = args.posOffset ?? 0;
+    this.checks.ints(k, { batch, seqLen, numHeads, headDim, posOffset });
+    if (headDim % 2 !== 0) this.checks.fail(k, `headDim must be even, found ${headDim}`);
+    if (layout !== "half" && layout !== "interleaved") this.checks.fail(k, `layout must be "half" or "interleaved", found ${JSON.stringify(layout)}`);
+    const size = batch * seqLen * numHeads * headDim;
+    const [xb, ob] = [this.typed(k, "x", args.x, "f32", size), this.typed(k, "out", args.out, "f32", size)];
+    const positions = args.positions === undefined ? null : this.typed(k, "positions", args.positions, "i32", batch * seqLen);
+    if (size === 0) return;
+    // Positions are few (one per token): read on the host to check the tables hold their rows.
+    let maxPos = posOffset + seqLen - 1;
+    if (positions !== null) {
+      const host = tf.tidy(() => tf.clone(this.read(positions, batch * seqLen)));
+      const values = host.dataSync();
+      host.dispose();
+      maxPos = -1;
+      values.forEach((pos, i) => {
+        if (pos < 0) throw new EcomlaError(`TfjsBackend.rope: positions[${i}] = ${pos} is negative`);
+        maxPos = Math.max(maxPos, pos);
+      });
+    }
+    const half = headDim / 2;
+    const [cosb, sinb] = [this.typed(k, "cos", args.cos, "f32", (maxPos + 1) * half), this.typed(k, "sin", args.sin, "f32", (maxPos + 1) * half)];
+    const scale = args.scale ?? 1;
+    this.update(ob, (old) => {
+      // Rows of the tables per token, (B, T, 1, D/2), scaled (and the sine negated for the inverse).
+      const rows = positions === null ? tf.range(posOffset, posOffset + seqLen, 1, "int32") : this.read(positions, batch * seqLen);
+      const table = (buf: TfjsBuffer, factor: number) => tf.mul(tf.reshape(tf.gather(this.read(buf, (maxPos + 1) * half, 0, [maxPos + 1, half]), rows), [positions === null ? 1 : batch, seqLen, 1, half]), factor);
+      const c = table(cosb, scale);
+      const s = table(sinb, args.inverse ? -scale : scale);
+      // Each head's pairs as (rows, 2, D/2): contiguous halves, or the interleaved pairs transposed
+      // so (tfjs-wasm slices and splits inner axes of rank-5 tensors very slowly).
+      const rowCount = batch * seqLen * numHeads;
+      const x = layout === "half" ? this.read(xb, size, 0, [rowCount, 2, half]) : tf.transpose(this.read(xb, size, 0, [rowCount, half, 2]), [0, 2, 1]);
+      const part = (i: number) => tf.reshape(tf.slice(x, [0, i, 0], [rowCount, 1, half]), [batch, seqLen, numHeads, half]);
+      const [xa, xbPart] = [part(0), part(1)];
+      const ya = tf.reshape(tf.sub(tf.mul(xa, c), tf.mul(xbPart, s)), [rowCount, 1, half]);
+      const yb = tf.reshape(tf.add(tf.mul(xbPart, c), tf.mul(xa, s)), [rowCount, 1, half]);
+      const y = tf.concat([ya, yb], 1);
+      return this.spliced(old, 0, layout === "half" ? y : tf.transpose(y, [0, 2, 1]));
+    });
+  }
+
+  embeddingBackward(ids: DeviceBuffer, dOut: DeviceBuffer, dTable: DeviceBuffer, n: number, vocab: number, dim: number): void {
+    const k = "embeddingBackward";
+    this.checks.ints(k, { n, vocab, dim });
+    const idb = this.typed(k, "ids", ids, "i32", n);
+    const tb = this.typed(k, "dTable", dTable, "f32", vocab * dim);
+    const ob = this.typed(k, "dOut", dOut, "f32", n * dim);
+    if (n === 0 || dim === 0) return;
+    this.checkIds(k, "ids", idb, n, vocab, false);
+    // scatterND sums the rows of repeated ids.
+    this.update(tb, (old) => tf.add(old, tf.reshape(tf.scatterND(this.read(idb, n, 0, [n, 1]), this.read(ob, n * dim, 0, [n, dim]), [vocab, dim]), [-1])));
   }
 
   // ---- losses ------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ export type { TfjsBuffer, TfjsPrimitives } from "./primitives.js";
 export type { TfjsCandidateId, TfjsSelection } from "./select.js";
 
 /** The fused kernels {@link TfjsBackend} implements (a test checks this against the class). */
-export const TFJS_NATIVE_KERNELS: readonly FusedKernelName[] = ["sumToShape", "softmax", "softmaxBackward", "rmsNorm", "rmsNormBackward", "attention", "attentionBackward", "swiglu", "swigluBackward", "crossEntropy", "klDiv", "adamw"];
+export const TFJS_NATIVE_KERNELS: readonly FusedKernelName[] = ["sumToShape", "softmax", "softmaxBackward", "rmsNorm", "rmsNormBackward", "rope", "attention", "attentionBackward", "swiglu", "swigluBackward", "embeddingBackward", "crossEntropy", "klDiv", "adamw"];
 
 /**
  * Create the tfjs backend on the best installed tfjs backend (tfjs-node-gpu > tfjs-node > wasm >
