@@ -15,7 +15,7 @@ const repoRoot = dirname(dirname(fileURLToPath(import.meta.url)));
 export const REGENERATE_COMMAND = "npx tsc -b && node scripts/gen-op-header.mjs";
 
 /** Every checked-in copy of the header, relative to the repository root (a CUDA/HIP backend adds its own). */
-export const OP_HEADER_TARGETS = ["plugins/backend-cpu/native/ops.generated.h"];
+export const OP_HEADER_TARGETS = ["plugins/backend-cpu/native/ops.generated.h", "packages/gpu-common/kernels/ops.generated.h"];
 
 /**
  * The enums to emit: C type name, prefix of each enumerator, count macro, the table, a doc line,

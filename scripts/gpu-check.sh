@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# gpu-check.sh — run the WebGPU backend's conformance suite and kernel bench on a machine with an
-# NVIDIA GPU and no internet, through the GPU's Vulkan driver (Dawn → Vulkan → NVIDIA ICD).
+# gpu-check.sh — `bash scripts/gpu-check.sh cuda` (after `… pack` on a built machine) checks the CUDA
+# backend: see scripts/lib/gpu-check-native.sh. Without an argument: run the WebGPU backend's
+# conformance suite and kernel bench on a machine with an NVIDIA GPU and no internet, through the GPU's Vulkan driver (Dawn → Vulkan → NVIDIA ICD).
 # Budget: under 5 minutes on a GPU (mostly shader compilation in the tests; the bench with
 # --repeats 3 takes seconds there).
 #
@@ -35,6 +36,11 @@
 # reports at most 16 there, so they are not expected on the GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The native GPU backends (CUDA, ROCm) have their own steps: `pack` here, then `cuda` / `rocm` on the
+# GPU machine; see scripts/lib/gpu-check-native.sh. With no argument (or --allow-cpu) this checks WebGPU.
+case "${1:-}" in
+  pack|cuda|rocm) exec bash scripts/lib/gpu-check-native.sh "$@" ;;
+esac
 
 NODE="${NODE:-}"
 if [ -z "$NODE" ]; then

@@ -7,7 +7,10 @@ cd "$ECOMLA_ROOT"
 
 # System packages the native and WebGPU backends need (grows with the plugins that need them);
 # python3-onnx checks the ONNX exports (onnx.checker) in plugins/runtime-onnx's tests.
-ECOMLA_APT_PACKAGES=(libopenblas-dev python3-onnx)
+# hipcc + libamdhip64-dev (ROCm 5.2 with clang 15: ≤ 70 MB download, ~370 MB installed) let CI compile the shared
+# CUDA kernel source for AMD (gfx90a) too, about 30 s on 2 cores, so a CUDA-only construct in
+# packages/gpu-common/kernels fails a test here instead of on an AMD machine. (nvcc comes with the image.)
+ECOMLA_APT_PACKAGES=(libopenblas-dev python3-onnx hipcc libamdhip64-dev)
 # Packages that must come from bookworm-backports (Dawn refuses older Mesa).
 ECOMLA_BACKPORTS_PACKAGES=(mesa-vulkan-drivers)
 

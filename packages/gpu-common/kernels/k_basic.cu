@@ -36,10 +36,10 @@ Err fill(uint64_t out, int dtype, double value, int64_t n, int64_t offset) {
   if (n <= 0) return nullptr;
   const unsigned blocks = blocksFor(n, 256);
   switch (dtype) {
-    case DT_F32: fillKernel<float><<<blocks, 256, 0, stream()>>>(at<float>(out) + offset, (float)value, n); break;
-    case DT_I32: fillKernel<int32_t><<<blocks, 256, 0, stream()>>>(at<int32_t>(out) + offset, f64ToI32(value), n); break;
-    case DT_BF16: fillKernel<uint16_t><<<blocks, 256, 0, stream()>>>(at<uint16_t>(out) + offset, f32ToBf16((float)value), n); break;
-    case DT_F16: fillKernel<uint16_t><<<blocks, 256, 0, stream()>>>(at<uint16_t>(out) + offset, f32ToF16((float)value), n); break;
+    case F32: fillKernel<float><<<blocks, 256, 0, stream()>>>(at<float>(out) + offset, (float)value, n); break;
+    case I32: fillKernel<int32_t><<<blocks, 256, 0, stream()>>>(at<int32_t>(out) + offset, f64ToI32(value), n); break;
+    case BF16: fillKernel<uint16_t><<<blocks, 256, 0, stream()>>>(at<uint16_t>(out) + offset, f32ToBf16((float)value), n); break;
+    case F16: fillKernel<uint16_t><<<blocks, 256, 0, stream()>>>(at<uint16_t>(out) + offset, f32ToF16((float)value), n); break;
     default: return "fill: unknown dtype";
   }
   return lastError();
@@ -52,7 +52,7 @@ __device__ inline T addStored(T old, T incoming, int dtype) {
 }
 template <>
 __device__ inline uint16_t addStored<uint16_t>(uint16_t old, uint16_t incoming, int dtype) {
-  if (dtype == DT_BF16) return f32ToBf16(bf16ToF32(old) + bf16ToF32(incoming));
+  if (dtype == BF16) return f32ToBf16(bf16ToF32(old) + bf16ToF32(incoming));
   return f32ToF16(f16ToF32(old) + f16ToF32(incoming));
 }
 
@@ -102,10 +102,10 @@ Err copyStrided(uint64_t src, int64_t srcOffset, uint64_t dst, int64_t dstOffset
   if (n == 0) return nullptr;
   if (rank == 0) { d.rank = 1; d.shape[0] = 1; d.s0[0] = d.s1[0] = 0; }
   const unsigned blocks = blocksFor(n, 256);
-  const bool wide = dtype == DT_F32 || dtype == DT_I32;
+  const bool wide = dtype == F32 || dtype == I32;
   if (wide) {
     // f32 and i32 are both 4 bytes; accumulation differs, so dispatch on the type.
-    if (dtype == DT_F32) {
+    if (dtype == F32) {
       const float* s = at<float>(src) + srcOffset;
       float* t = at<float>(dst) + dstOffset;
       if (!injective && accumulate) copyStridedAtomicKernel<float><<<blocks, 256, 0, stream()>>>(s, t, d, n);
@@ -130,25 +130,25 @@ Err copyStrided(uint64_t src, int64_t srcOffset, uint64_t dst, int64_t dstOffset
 // ---- cast ---------------------------------------------------------------------------------------
 __device__ inline double loadAs(const void* p, int dtype, int64_t i) {
   switch (dtype) {
-    case DT_F32: return (double)((const float*)p)[i];
-    case DT_I32: return (double)((const int32_t*)p)[i];
-    case DT_BF16: return (double)bf16ToF32(((const uint16_t*)p)[i]);
+    case F32: return (double)((const float*)p)[i];
+    case I32: return (double)((const int32_t*)p)[i];
+    case BF16: return (double)bf16ToF32(((const uint16_t*)p)[i]);
     default: return (double)f16ToF32(((const uint16_t*)p)[i]);
   }
 }
 __global__ void castKernel(const void* src, int srcDtype, void* dst, int dstDtype, int64_t n) {
   GRID_LOOP(i, n) {
     if (srcDtype == dstDtype) {
-      if (srcDtype == DT_F32 || srcDtype == DT_I32) ((uint32_t*)dst)[i] = ((const uint32_t*)src)[i];
+      if (srcDtype == F32 || srcDtype == I32) ((uint32_t*)dst)[i] = ((const uint32_t*)src)[i];
       else ((uint16_t*)dst)[i] = ((const uint16_t*)src)[i];
       continue;
     }
     const double v = loadAs(src, srcDtype, i);
     switch (dstDtype) {
-      case DT_F32: ((float*)dst)[i] = (float)v; break;
-      case DT_I32: ((int32_t*)dst)[i] = f64ToI32(v); break;
+      case F32: ((float*)dst)[i] = (float)v; break;
+      case I32: ((int32_t*)dst)[i] = f64ToI32(v); break;
       // i32 → bf16/f16 rounds through f32 first (as PyTorch); 16-bit → 16-bit is exact through f32.
-      case DT_BF16: ((uint16_t*)dst)[i] = f32ToBf16((float)v); break;
+      case BF16: ((uint16_t*)dst)[i] = f32ToBf16((float)v); break;
       default: ((uint16_t*)dst)[i] = f32ToF16((float)v); break;
     }
   }
@@ -169,12 +169,12 @@ __device__ inline float jsPow(float x, float y) {
 }
 __device__ inline float binaryOp(int op, float x, float y) {
   switch (op) {
-    case BIN_ADD: return x + y;
-    case BIN_SUB: return x - y;
-    case BIN_MUL: return x * y;
-    case BIN_DIV: return x / y;
-    case BIN_MAX: return nanMax(x, y);
-    case BIN_MIN: return (x != x || y != y) ? NAN : fminf(x, y);
+    case B_ADD: return x + y;
+    case B_SUB: return x - y;
+    case B_MUL: return x * y;
+    case B_DIV: return x / y;
+    case B_MAX: return nanMax(x, y);
+    case B_MIN: return (x != x || y != y) ? NAN : fminf(x, y);
     default: return jsPow(x, y);
   }
 }
@@ -226,41 +226,41 @@ Err binary(int op, uint64_t a, const int64_t* aShape, uint64_t b, const int64_t*
 
 __device__ inline float unaryOp(int op, float x, float alpha) {
   switch (op) {
-    case UN_NEG: return -x;
-    case UN_EXP: return expf(x);
-    case UN_LOG: return logf(x);
-    case UN_SQRT: return sqrtf(x);
-    case UN_RSQRT: return 1.f / sqrtf(x);
-    case UN_ABS: return fabsf(x);
-    case UN_SQUARE: return x * x;
-    case UN_RECIPROCAL: return 1.f / x;
-    case UN_RELU: return x > 0.f ? x : (x != x ? NAN : 0.f);
-    case UN_SIGMOID: return sigmoidf(x);
-    case UN_SILU: return x * sigmoidf(x);
-    case UN_TANH: return tanhf(x);
-    case UN_GELU: return 0.5f * x * erfcf(-x * ECOMLA_INV_SQRT2);
-    case UN_SCALE: return alpha * x;
-    case UN_ADD_SCALAR: return x + alpha;
+    case U_NEG: return -x;
+    case U_EXP: return expf(x);
+    case U_LOG: return logf(x);
+    case U_SQRT: return sqrtf(x);
+    case U_RSQRT: return 1.f / sqrtf(x);
+    case U_ABS: return fabsf(x);
+    case U_SQUARE: return x * x;
+    case U_RECIPROCAL: return 1.f / x;
+    case U_RELU: return x > 0.f ? x : (x != x ? NAN : 0.f);
+    case U_SIGMOID: return sigmoidf(x);
+    case U_SILU: return x * sigmoidf(x);
+    case U_TANH: return tanhf(x);
+    case U_GELU: return 0.5f * x * erfcf(-x * ECOMLA_INV_SQRT2);
+    case U_SCALE: return alpha * x;
+    case U_ADD_SCALAR: return x + alpha;
     default: return jsPow(x, alpha);
   }
 }
 __device__ inline float unaryDerivative(int op, float x, float alpha) {
   switch (op) {
-    case UN_NEG: return -1.f;
-    case UN_EXP: return expf(x);
-    case UN_LOG: return 1.f / x;
-    case UN_SQRT: return 0.5f / sqrtf(x);
-    case UN_RSQRT: return -0.5f / (x * sqrtf(x));
-    case UN_ABS: return x > 0.f ? 1.f : x < 0.f ? -1.f : (x != x ? NAN : 0.f);
-    case UN_SQUARE: return 2.f * x;
-    case UN_RECIPROCAL: return -1.f / (x * x);
-    case UN_RELU: return x > 0.f ? 1.f : (x != x ? NAN : 0.f);
-    case UN_SIGMOID: { float s = sigmoidf(x); return s * (1.f - s); }
-    case UN_SILU: { float s = sigmoidf(x); return s * (1.f + x * (1.f - s)); }
-    case UN_TANH: { float t = tanhf(x); return 1.f - t * t; }
-    case UN_GELU: return 0.5f * erfcf(-x * ECOMLA_INV_SQRT2) + x * ECOMLA_INV_SQRT_2PI * expf(-0.5f * x * x);
-    case UN_SCALE: return alpha;
-    case UN_ADD_SCALAR: return 1.f;
+    case U_NEG: return -1.f;
+    case U_EXP: return expf(x);
+    case U_LOG: return 1.f / x;
+    case U_SQRT: return 0.5f / sqrtf(x);
+    case U_RSQRT: return -0.5f / (x * sqrtf(x));
+    case U_ABS: return x > 0.f ? 1.f : x < 0.f ? -1.f : (x != x ? NAN : 0.f);
+    case U_SQUARE: return 2.f * x;
+    case U_RECIPROCAL: return -1.f / (x * x);
+    case U_RELU: return x > 0.f ? 1.f : (x != x ? NAN : 0.f);
+    case U_SIGMOID: { float s = sigmoidf(x); return s * (1.f - s); }
+    case U_SILU: { float s = sigmoidf(x); return s * (1.f + x * (1.f - s)); }
+    case U_TANH: { float t = tanhf(x); return 1.f - t * t; }
+    case U_GELU: return 0.5f * erfcf(-x * ECOMLA_INV_SQRT2) + x * ECOMLA_INV_SQRT_2PI * expf(-0.5f * x * x);
+    case U_SCALE: return alpha;
+    case U_ADD_SCALAR: return 1.f;
     default: return alpha == 0.f ? 0.f : alpha * jsPow(x, alpha - 1.f);
   }
 }
@@ -272,13 +272,13 @@ __global__ void unaryBackwardKernel(int op, const float* x, const float* dy, flo
 }
 
 Err unary(int op, uint64_t x, uint64_t out, int64_t n, float alpha) {
-  if (op < 0 || op > UN_POW_SCALAR) return "unary: unknown op id";
+  if (op < 0 || op > U_POW_SCALAR) return "unary: unknown op id";
   if (n <= 0) return nullptr;
   unaryKernel<<<blocksFor(n, 256), 256, 0, stream()>>>(op, at<float>(x), at<float>(out), n, alpha);
   return lastError();
 }
 Err unaryBackward(int op, uint64_t x, uint64_t /*y*/, uint64_t dy, uint64_t dx, int64_t n, float alpha) {
-  if (op < 0 || op > UN_POW_SCALAR) return "unaryBackward: unknown op id";
+  if (op < 0 || op > U_POW_SCALAR) return "unaryBackward: unknown op id";
   if (n <= 0) return nullptr;
   unaryBackwardKernel<<<blocksFor(n, 256), 256, 0, stream()>>>(op, at<float>(x), at<float>(dy), at<float>(dx), n, alpha);
   return lastError();
@@ -291,7 +291,7 @@ __global__ void reduceRowsKernel(int op, const float* x, float* out, int64_t row
   __shared__ float sharedF[1024 / ECOMLA_WARP + 1];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const float* row = x + r * cols;
-    if (op == RED_MAX) {
+    if (op == R_MAX) {
       float m = -INFINITY;
       for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) m = nanMax(m, row[j]);
       m = blockMax(m, sharedF);
@@ -300,16 +300,16 @@ __global__ void reduceRowsKernel(int op, const float* x, float* out, int64_t row
       double s = 0;
       for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
         const double v = row[j];
-        s += op == RED_SUMSQ ? v * v : v;
+        s += op == R_SUMSQ ? v * v : v;
       }
       s = blockSum<double>(s, sharedD);
-      if (threadIdx.x == 0) out[r] = (float)(op == RED_MEAN ? s / (double)cols : s);
+      if (threadIdx.x == 0) out[r] = (float)(op == R_MEAN ? s / (double)cols : s);
     }
   }
 }
 
 Err reduceLastAxis(int op, uint64_t x, uint64_t out, int64_t rows, int64_t cols) {
-  if (op < 0 || op > RED_SUMSQ) return "reduceLastAxis: unknown op id";
+  if (op < 0 || op > R_SUMSQ) return "reduceLastAxis: unknown op id";
   if (rows <= 0) return nullptr;
   const int threads = cols >= 2048 ? 512 : cols >= 256 ? 256 : 64;
   reduceRowsKernel<<<(unsigned)(rows < 65535 * 4 ? rows : 65535 * 4), threads, 0, stream()>>>(op, at<float>(x), at<float>(out), rows, cols);
