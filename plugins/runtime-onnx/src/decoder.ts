@@ -285,9 +285,8 @@ export async function buildDecoder(g: GraphBuilder, model: LlamaForCausalLM, dty
   const normed = await dg.rmsNorm(hidden, model.model.norm, "model.norm");
   // A tied head reuses the embedding table (Gemm with transB reads it as (V, d)).
   const headWeight = model.lm_head ? await dg.weight("lm_head.weight", model.lm_head.weight) : embed;
-  const logits2d = g.op("Gemm", [normed, headWeight], { transB: 1 });
-  g.reshape(logits2d, dg.shapeBS([config.vocabSize]));
-  g.nodes[g.nodes.length - 1]!.output = ["logits"];
+  const logits2d = g.op("Gemm", [normed, headWeight], { transB: 1 }); // (N, V)
+  g.op("Reshape", [logits2d, dg.shapeBS([config.vocabSize])], {}, "logits"); // (B, S, V)
   g.output("logits", FLOAT, ["batch", "sequence_length", config.vocabSize]);
   g.outputs.unshift(g.outputs.pop()!); // Optimum's order: logits, then present.*
   const maxPositions = model.rotary.maxPositions;

@@ -66,7 +66,12 @@ function checkParameters(model: LlamaForCausalLM, source: WeightSource): WeightR
 function checkArchitecture(modelDir: string): void {
   const path = join(modelDir, "config.json");
   if (!existsSync(path)) throw new ConfigError(`${modelDir}: no config.json (expected a Hugging Face model folder)`);
-  const raw = JSON.parse(readFileSync(path, "utf8")) as { architectures?: unknown; model_type?: unknown };
+  let raw: { architectures?: unknown; model_type?: unknown };
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8")) as typeof raw;
+  } catch (err) {
+    throw new ConfigError(`${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
   const archs = Array.isArray(raw.architectures) ? raw.architectures.map(String) : [];
   const known = archs.length ? archs.some((a) => (SUPPORTED_ARCHITECTURES as readonly string[]).includes(a)) : raw.model_type === "llama";
   if (!known) {

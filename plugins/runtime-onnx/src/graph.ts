@@ -2,7 +2,7 @@
 // weights written to an external-data file as they are added (so the graph never holds them).
 import { closeSync, openSync, writeSync } from "node:fs";
 import onnxProto from "onnx-proto";
-import { f32ToF16Bits } from "@ecomla/core";
+import { ShapeError, f32ToF16Bits } from "@ecomla/core";
 
 export const { onnx } = onnxProto;
 type AttributeValue = number | number[] | string | { float: number } | { floats: number[] } | { tensor: onnxProto.onnx.ITensorProto };
@@ -129,7 +129,7 @@ export class GraphBuilder {
    */
   weight(name: string, data: Float32Array, dims: readonly number[], dtype: WeightDtype): string {
     const count = dims.reduce((a, b) => a * b, 1);
-    if (count !== data.length) throw new Error(`weight ${name}: ${data.length} values for dims [${dims.join(", ")}]`);
+    if (count !== data.length) throw new ShapeError(`weight ${name}: ${data.length} values for dims [${dims.join(", ")}] (${count} expected)`);
     let bytes: Uint8Array;
     if (dtype === "f16") {
       const half = new Uint16Array(data.length);
