@@ -13,6 +13,8 @@ import { distillCommand } from "./commands/distill.js";
 import { dpoCommand } from "./commands/dpo.js";
 import { exportCommand } from "./commands/export.js";
 import { serveCommand } from "./commands/serve.js";
+import { pushCommand } from "./commands/push.js";
+import { resolveHubModelsBeforeAction } from "./hub.js";
 
 /** The `ecomla` command line, with every subcommand attached. */
 export function buildProgram(): Command {
@@ -36,5 +38,7 @@ export function buildProgram(): Command {
   dpoCommand(program);
   exportCommand(program);
   serveCommand(program);
+  pushCommand(program);
+  resolveHubModelsBeforeAction(program);
   return program;
 }

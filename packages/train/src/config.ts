@@ -1,7 +1,8 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, extname, isAbsolute, resolve } from "node:path";
 import YAML from "yaml";
 import { ConfigError } from "@ecomla/core";
+import { parseHubId, resolveDatasetSource, resolveModelSource, type ResolveOptions } from "@ecomla/hub";
 
 /** How to build the student from a base model: `student: {base: DIR, convert: {...}}`. */
 export interface StudentConvertSpec {
@@ -28,7 +29,10 @@ export interface TrainConfig {
   teacherTopk?: string;
   /** Tokenizer folder (default: the student's, else the base's). */
   tokenizer?: string;
+  /** Files (JSONL, text, parquet) or Hub dataset ids; model entries above may be Hub ids too (resolved by {@link resolveSources}). */
   dataset: string[];
+  /** The column/field holding the text (default: auto-detected: "text", else "messages" rendered with the chat template). */
+  textField?: string;
   validationSplit: number;
   seqLen: number;
   batchSize: number;
@@ -72,7 +76,7 @@ const COMMON_KEYS = [
   "student", "model_name_or_path", "tokenizer", "dataset", "validation_split", "seq_len", "max_seq_length", "per_device_train_batch_size",
   "gradient_accumulation_steps", "learning_rate", "min_lr", "warmup_ratio", "lr_scheduler_type", "weight_decay", "adam_beta1", "adam_beta2",
   "adam_epsilon", "max_grad_norm", "max_steps", "max_tokens", "num_train_epochs", "eval_steps", "eval_batches", "save_steps",
-  "save_total_limit", "max_bad_steps", "output_dir", "seed", "backend", "freeze_non_mla", "cache_dir", "plugins",
+  "save_total_limit", "max_bad_steps", "output_dir", "seed", "backend", "freeze_non_mla", "cache_dir", "plugins", "text_field",
 ] as const;
 const DISTILL_KEYS = ["teacher", "teacher_model_name_or_path", "teacher_topk", "kl_weight", "ce_weight", "temperature", "loss"] as const;
 const DPO_KEYS = ["beta"] as const;
@@ -105,6 +109,8 @@ export function parseTrainConfig(raw: unknown, kind: TrainKind, file = "config")
   }
   const base = dirname(resolve(file));
   const path = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  // A model or dataset may be a Hub id (org/name[@revision]) when no such local path exists; run.ts resolves it.
+  const source = (p: string) => (!isAbsolute(p) && !existsSync(resolve(base, p)) && parseHubId(p) ? p : path(p));
   const num = (key: string, fallback: number | undefined, check: (n: number) => boolean = () => true, expected = "a number"): number | undefined => {
     const v = cfg[key];
     if (v === undefined || v === null) return fallback;
@@ -139,8 +145,8 @@ export function parseTrainConfig(raw: unknown, kind: TrainKind, file = "config")
   }
   let student: TrainConfig["student"];
   if (kind === "pretrain") student = "";
-  else if (typeof studentRaw === "string") student = path(studentRaw);
-  else if (studentRaw && typeof studentRaw === "object" && !Array.isArray(studentRaw)) student = parseConvertSpec(studentRaw as Record<string, unknown>, file, path);
+  else if (typeof studentRaw === "string") student = source(studentRaw);
+  else if (studentRaw && typeof studentRaw === "object" && !Array.isArray(studentRaw)) student = parseConvertSpec(studentRaw as Record<string, unknown>, file, source);
   else throw new ConfigError(`${file}: key "student" must be a model folder or {base: DIR, convert: {...}}, found ${JSON.stringify(studentRaw)}`);
 
   const datasetRaw = cfg["dataset"];
@@ -161,10 +167,11 @@ export function parseTrainConfig(raw: unknown, kind: TrainKind, file = "config")
   const maxSteps = num("max_steps", undefined);
   const c: TrainConfig = {
     file, student,
-    teacher: teacher ? path(teacher) : undefined,
+    teacher: teacher ? source(teacher) : undefined,
     teacherTopk: teacherTopk ? path(teacherTopk) : undefined,
-    tokenizer: str("tokenizer") ? path(str("tokenizer")!) : undefined,
-    dataset: dataset.map(path),
+    tokenizer: str("tokenizer") ? source(str("tokenizer")!) : undefined,
+    dataset: dataset.map(source),
+    textField: str("text_field"),
     validationSplit: num("validation_split", kind === "dpo" ? 0.1 : 0.05, (n) => n >= 0 && n < 1, "a fraction in [0, 1)")!,
     seqLen: int(either("seq_len", "max_seq_length"), 2048, 1)!,
     batchSize: int("per_device_train_batch_size", 8, 1)!,
@@ -243,6 +250,24 @@ function parseConvertSpec(spec: Record<string, unknown>, file: string, path: (p:
       qEnergy: n("q_energy"),
       seed: n("seed"),
     },
+  };
+}
+
+/**
+ * The config with every Hub id replaced by local paths: models and the tokenizer fetched into the
+ * Hugging Face cache (or found there offline), Hub datasets expanded to their cached files.
+ */
+export async function resolveSources(c: TrainConfig, options: ResolveOptions = {}): Promise<TrainConfig> {
+  const model = (p: string) => resolveModelSource(p, options);
+  const dataset: string[] = [];
+  for (const d of c.dataset) dataset.push(...(await resolveDatasetSource(d, options)));
+  const student = typeof c.student === "string" ? (c.student ? await model(c.student) : c.student) : { ...c.student, base: await model(c.student.base) };
+  return {
+    ...c,
+    student,
+    teacher: c.teacher ? await model(c.teacher) : undefined,
+    tokenizer: c.tokenizer ? await model(c.tokenizer) : undefined,
+    dataset,
   };
 }
 

@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { basename, dirname, extname, join } from "node:path";
 import { ConfigError, Rng, type DataSource, type TokenBatch, type Tokenizer } from "@ecomla/core";
 import { writeFileAtomically } from "./atomic.js";
+import { parquetColumns, parquetColumnValues, pickTextColumn } from "./parquet.js";
 
 /** A chat message as the `messages` field of chat JSONL holds it. */
 export interface ChatMessage {
@@ -22,9 +23,10 @@ export function renderChat(tokenizer: Tokenizer, messages: ChatMessage[], where:
 
 /**
  * The documents of one file: a `.jsonl` file holds one `{"text": …}` or `{"messages": [...]}` per
- * line; any other file is plain text whose documents are separated by blank lines.
+ * line (or the string field `textField`); any other file is plain text whose documents are
+ * separated by blank lines. Parquet files are read by {@link documentsOf}.
  */
-export function readDocuments(file: string, tokenizer: Tokenizer): string[] {
+export function readDocuments(file: string, tokenizer: Tokenizer, textField?: string): string[] {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
@@ -37,17 +39,54 @@ export function readDocuments(file: string, tokenizer: Tokenizer): string[] {
   const docs: string[] = [];
   text.split(/\r?\n/).forEach((line, i) => {
     if (!line.trim()) return;
-    let row: { text?: unknown; messages?: unknown };
+    let row: { text?: unknown; messages?: unknown } & Record<string, unknown>;
     try {
       row = JSON.parse(line) as typeof row;
     } catch (err) {
       throw new ConfigError(`${file}:${i + 1}: not valid JSON: ${(err as Error).message}`, { cause: err });
     }
-    if (typeof row.text === "string") docs.push(row.text);
+    if (textField !== undefined) docs.push(documentOf(row[textField], tokenizer, `${file}:${i + 1}: field "${textField}"`));
+    else if (typeof row.text === "string") docs.push(row.text);
     else if (row.messages !== undefined) docs.push(renderChat(tokenizer, row.messages as ChatMessage[], `${file}:${i + 1}`));
     else throw new ConfigError(`${file}:${i + 1}: expected a "text" string or a "messages" list, found keys ${Object.keys(row).join(", ") || "(none)"}`);
   });
   return docs;
+}
+
+/** One document from a text value, or a `messages` list rendered with the chat template. */
+function documentOf(value: unknown, tokenizer: Tokenizer, where: string): string {
+  if (typeof value === "string") return value;
+  if (Array.isArray(value)) return renderChat(tokenizer, value as ChatMessage[], where);
+  throw new ConfigError(`${where}: expected a string or a list of {role, content} messages, found ${JSON.stringify(value)?.slice(0, 80)}`);
+}
+
+/**
+ * The documents of any dataset file, one at a time: parquet files are streamed one row group at a
+ * time from the column `textField` (default: "text", else "messages" rendered as a chat); JSONL and
+ * text as {@link readDocuments} reads them.
+ */
+export async function* documentsOf(file: string, tokenizer: Tokenizer, textField?: string): AsyncGenerator<string> {
+  if (extname(file).toLowerCase() !== ".parquet") {
+    yield* readDocuments(file, tokenizer, textField);
+    return;
+  }
+  const column = pickTextColumn(file, (await parquetColumns(file)).columns, textField);
+  let row = 0;
+  for await (const value of parquetColumnValues(file, column)) {
+    if (value !== null && value !== undefined) yield documentOf(value, tokenizer, `${file}: row ${row}, column "${column}"`);
+    row++;
+  }
+}
+
+/** SHA-256 of a file, read as a stream (a dataset may not fit in memory). */
+export async function sha256File(file: string): Promise<string> {
+  const h = createHash("sha256");
+  try {
+    for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  } catch (err) {
+    throw new ConfigError(`dataset ${file}: cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  return h.digest("hex");
 }
 
 /** SHA-256 of bytes or text, hex. */
@@ -95,12 +134,24 @@ function decodeCache(bytes: Buffer, path: string): TokenizedCorpus | null {
   return { offsets: view.slice(4, 4 + docs + 1), ids: view.slice(5 + docs) };
 }
 
+/**
+ * Where a data file's token cache goes by default: `.ecomla-cache` next to it, except for files of
+ * the Hugging Face cache (Hub datasets), whose folders stay as huggingface_hub lays them out: their
+ * token caches go to `ecomla/token-cache` beside the hub cache.
+ */
+function defaultTokenCacheDir(file: string): string {
+  const inHub = /^(.*)[\\/]datasets--[^\\/]+[\\/]snapshots[\\/]/.exec(file);
+  return inHub ? join(dirname(inHub[1]!), "ecomla", "token-cache") : join(dirname(file), ".ecomla-cache");
+}
+
 /** Options of {@link tokenizeFile}. */
 export interface TokenizeOptions {
   /** Fingerprint of the tokenizer (see {@link tokenizerFingerprint}); part of the cache key. */
   tokenizerHash: string;
   /** Folder for token caches (default: `.ecomla-cache` next to the data file); null disables caching. */
   cacheDir?: string | null;
+  /** The field/column holding the text (default: "text", else "messages"). */
+  textField?: string;
 }
 
 /**
@@ -108,31 +159,25 @@ export interface TokenizeOptions {
  * through an on-disk cache keyed by the file's and the tokenizer's hashes.
  */
 export async function tokenizeFile(file: string, tokenizer: Tokenizer, options: TokenizeOptions): Promise<TokenizedCorpus> {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(file);
-  } catch (err) {
-    throw new ConfigError(`dataset ${file}: cannot read: ${(err as Error).message}`, { cause: err });
-  }
-  const key = `${sha256(bytes).slice(0, 16)}-${options.tokenizerHash.slice(0, 16)}`;
-  const cacheDir = options.cacheDir === undefined ? join(dirname(file), ".ecomla-cache") : options.cacheDir;
+  const field = options.textField === undefined ? "" : `-${sha256(options.textField).slice(0, 8)}`;
+  const key = `${(await sha256File(file)).slice(0, 16)}-${options.tokenizerHash.slice(0, 16)}${field}`;
+  const cacheDir = options.cacheDir === undefined ? defaultTokenCacheDir(file) : options.cacheDir;
   const cachePath = cacheDir === null ? null : join(cacheDir, `${basename(file)}.${key}.tokens`);
   if (cachePath && existsSync(cachePath)) {
     const cached = decodeCache(readFileSync(cachePath), cachePath);
     if (cached) return cached;
   }
-  const docs = readDocuments(file, tokenizer);
   const eos = tokenizer.eosTokenId;
-  const pieces = docs.map((d) => {
-    const ids = tokenizer.encode(d);
-    if (eos !== null) ids.push(eos);
-    return ids;
-  });
-  const offsets = new Int32Array(pieces.length + 1);
-  pieces.forEach((p, i) => (offsets[i + 1] = offsets[i]! + p.length));
-  const ids = new Int32Array(offsets[pieces.length]!);
-  pieces.forEach((p, i) => ids.set(p, offsets[i]!));
-  const corpus = { offsets, ids };
+  const offsets = new GrowableInt32();
+  const ids = new GrowableInt32();
+  offsets.push(0);
+  for await (const doc of documentsOf(file, tokenizer, options.textField)) {
+    const piece = tokenizer.encode(doc);
+    if (eos !== null) piece.push(eos);
+    ids.pushAll(piece);
+    offsets.push(ids.length);
+  }
+  const corpus = { offsets: offsets.toArray(), ids: ids.toArray() };
   if (cachePath) {
     try {
       mkdirSync(dirname(cachePath), { recursive: true });
@@ -143,6 +188,29 @@ export async function tokenizeFile(file: string, tokenizer: Tokenizer, options: 
     }
   }
   return corpus;
+}
+
+/** An Int32Array that doubles as it fills (token ids of a file arrive one document at a time). */
+class GrowableInt32 {
+  private data = new Int32Array(1024);
+  length = 0;
+  push(v: number): void {
+    if (this.length === this.data.length) this.grow(this.length + 1);
+    this.data[this.length++] = v;
+  }
+  pushAll(vs: readonly number[]): void {
+    if (this.length + vs.length > this.data.length) this.grow(this.length + vs.length);
+    this.data.set(vs, this.length);
+    this.length += vs.length;
+  }
+  private grow(min: number): void {
+    const next = new Int32Array(Math.max(min, this.data.length * 2));
+    next.set(this.data.subarray(0, this.length));
+    this.data = next;
+  }
+  toArray(): Int32Array {
+    return this.data.slice(0, this.length);
+  }
 }
 
 /** Concatenate documents (given as [start, end) slices of `ids`) and cut into rows of `rowLength`; the tail is dropped. */

@@ -1,6 +1,6 @@
 // Public API of @ecomla/train: data, teachers, schedules, checkpoints, the distillation and DPO trainers.
 export {
-  PackedDataSource, tokenizeFile, tokenizerFingerprint, readDocuments, renderChat, packRows, permutation, concatCorpora, splitBatch, sha256,
+  PackedDataSource, tokenizeFile, tokenizerFingerprint, readDocuments, documentsOf, sha256File, renderChat, packRows, permutation, concatCorpora, splitBatch, sha256,
   type PackedDataOptions, type PackedCursor, type TokenizeOptions, type TokenizedCorpus, type ChatMessage,
 } from "./data.js";
 export { ModelTeacher, TopKFileTeacher, TopKWriter, topKLogprobs, klToTeacher, disposeTargets, inputIds, type StatefulTeacher } from "./teacher.js";
@@ -10,7 +10,8 @@ export { MetricsLog, curvesSvg, type MetricsRecord } from "./metrics.js";
 export { runLoop, selectTrainable, TrainingDivergedError, type LoopOptions, type StepReport, type MicroResult, type TaskHooks, type RunSummary } from "./loop.js";
 export { distill, DistillTask, type DistillInputs } from "./distill.js";
 export { dpo, DpoTask, readPairs, pairRows, dpoSigmoid, type DpoInputs, type TokenizedPair } from "./dpo.js";
-export { readTrainConfig, parseTrainConfig, totalStepsOf, type TrainConfig, type StudentConvertSpec, type TrainKind } from "./config.js";
+export { readTrainConfig, parseTrainConfig, resolveSources, totalStepsOf, type TrainConfig, type StudentConvertSpec, type TrainKind } from "./config.js";
 export { runDistillConfig, runDpoConfig, writeTeacherTopK, prepareStudent, type RunEnvironment } from "./run.js";
 export { writeFileAtomically } from "./atomic.js";
+export { parquetColumnValues, parquetColumns, pickTextColumn } from "./parquet.js";
 export { runPretrainConfig, pretrainModelConfig, PretrainTask } from "./pretrain.js";

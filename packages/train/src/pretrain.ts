@@ -4,7 +4,7 @@ import {
   ConfigError, HfTokenizer, LlamaForCausalLM, Rng, Tensor, loadLlama, noGrad, ops, parseLlamaConfig, tidyAsync,
   type LlamaConfig, type TokenBatch,
 } from "@ecomla/core";
-import { readTrainConfig, totalStepsOf, type TrainConfig } from "./config.js";
+import { readTrainConfig, resolveSources, totalStepsOf, type TrainConfig } from "./config.js";
 import { splitBatch, PackedDataSource, tokenizerFingerprint } from "./data.js";
 import { writeModelFolder } from "./checkpoint.js";
 import { writeFileAtomically } from "./atomic.js";
@@ -72,7 +72,7 @@ export function pretrainModelConfig(c: TrainConfig, tokenizer: HfTokenizer): Lla
  * (written to output_dir/init, once; reused on resume), then train it on next-token cross-entropy.
  */
 export async function runPretrainConfig(config: TrainConfig | string, env: RunEnvironment, resume = false): Promise<RunSummary> {
-  const c = typeof config === "string" ? readTrainConfig(config, "pretrain") : config;
+  const c = await resolveSources(typeof config === "string" ? readTrainConfig(config, "pretrain") : config);
   if (!c.tokenizer || !existsSync(join(c.tokenizer, "tokenizer.json"))) throw new ConfigError(`${c.file}: pretraining needs "tokenizer": a folder with tokenizer.json`);
   const tokenizer = HfTokenizer.fromDir(c.tokenizer);
   const modelConfig = pretrainModelConfig(c, tokenizer);
@@ -92,7 +92,7 @@ export async function runPretrainConfig(config: TrainConfig | string, env: RunEn
   }
   const data = await PackedDataSource.fromFiles(c.dataset, tokenizer, {
     seqLen: c.seqLen, batchSize: c.batchSize, seed: c.seed, validationFraction: c.validationSplit,
-    tokenizerHash: tokenizerFingerprint(c.tokenizer), cacheDir: c.cacheDir,
+    tokenizerHash: tokenizerFingerprint(c.tokenizer), cacheDir: c.cacheDir, textField: c.textField,
   });
   const { model } = await loadLlama(initDir, env.backend);
   try {

@@ -13,7 +13,8 @@ import {
   type Teacher,
   type TensorBackend,
 } from "@ecomla/core";
-import { readTrainConfig, totalStepsOf, type TrainConfig } from "./config.js";
+import type { DownloadProgress } from "@ecomla/hub";
+import { readTrainConfig, resolveSources, totalStepsOf, type TrainConfig } from "./config.js";
 import { PackedDataSource, tokenizerFingerprint } from "./data.js";
 import { distill } from "./distill.js";
 import { dpo, readPairs } from "./dpo.js";
@@ -30,6 +31,14 @@ export interface RunEnvironment {
   onEval?: (step: number, metrics: Record<string, number>) => void;
   /** Progress messages (conversion, loading). */
   log?: (message: string) => void;
+  /** Bytes fetched from the Hub for models and datasets given as Hub ids. */
+  onDownload?: DownloadProgress;
+}
+
+/** A config from a file or as parsed, with its Hub ids resolved to cached folders and files. */
+async function configOf(config: TrainConfig | string, kind: "distill" | "dpo", env: RunEnvironment): Promise<TrainConfig> {
+  const c = typeof config === "string" ? readTrainConfig(config, kind) : config;
+  return resolveSources(c, { onProgress: env.onDownload });
 }
 
 /** The student's folder: the config's, or output_dir/student-init converted from the base model (once; reused on resume). */
@@ -70,13 +79,13 @@ async function openData(c: TrainConfig, studentDir: string): Promise<PackedDataS
   const { tokenizer, dir } = tokenizerFor(c, studentDir);
   return PackedDataSource.fromFiles(c.dataset, tokenizer, {
     seqLen: c.seqLen, batchSize: c.batchSize, seed: c.seed, validationFraction: c.validationSplit,
-    tokenizerHash: tokenizerFingerprint(dir), cacheDir: c.cacheDir,
+    tokenizerHash: tokenizerFingerprint(dir), cacheDir: c.cacheDir, textField: c.textField,
   });
 }
 
 /** Run `ecomla distill` from a parsed config (or a file): convert the student if asked, load everything, train. */
 export async function runDistillConfig(config: TrainConfig | string, env: RunEnvironment, resume = false): Promise<RunSummary> {
-  const c = typeof config === "string" ? readTrainConfig(config, "distill") : config;
+  const c = await configOf(config, "distill", env);
   if (!env.loss) throw new ConfigError("distill: no loss registry available");
   const studentDir = await prepareStudent(c, env);
   const data = await openData(c, studentDir);
@@ -109,7 +118,7 @@ export async function runDistillConfig(config: TrainConfig | string, env: RunEnv
  * data, seed, batch size, accumulation and steps) and write their top-k log-probs to `path`.
  */
 export async function writeTeacherTopK(config: TrainConfig | string, env: RunEnvironment, k: number, path?: string): Promise<{ path: string; rows: number; k: number }> {
-  const c = typeof config === "string" ? readTrainConfig(config, "distill") : config;
+  const c = await configOf(config, "distill", env);
   if (!c.teacher) throw new ConfigError(`${c.file}: --write-topk needs "teacher" (a model folder)`);
   const studentDir = typeof c.student === "string" ? c.student : c.student.base;
   const data = await openData(c, studentDir);
@@ -140,7 +149,7 @@ export async function writeTeacherTopK(config: TrainConfig | string, env: RunEnv
 
 /** Run `ecomla dpo` from a parsed config (or a file): the policy and a frozen reference both load from the student folder. */
 export async function runDpoConfig(config: TrainConfig | string, env: RunEnvironment, resume = false): Promise<RunSummary> {
-  const c = typeof config === "string" ? readTrainConfig(config, "dpo") : config;
+  const c = await configOf(config, "dpo", env);
   const studentDir = await prepareStudent(c, env);
   const { tokenizer } = tokenizerFor(c, studentDir);
   const pairs = c.dataset.flatMap((f) => readPairs(f, tokenizer));

@@ -1,6 +1,7 @@
 import { ConfigError, PluginLoadError, type DistillationLoss, type Pipeline } from "@ecomla/core";
 import type { RunEnvironment, StepReport } from "@ecomla/train";
 import { resolveBackend } from "../context.js";
+import { downloadProgress } from "../hub.js";
 import { progressBar } from "../progress.js";
 
 /**
@@ -27,6 +28,7 @@ async function configuredLoss(pipeline: Pipeline, name: string, options: Record<
 /** A {@link RunEnvironment} for `distill` / `dpo` / `--write-topk`: backend, loss and converter from the pipeline, a progress bar on a TTY. */
 export async function trainEnvironment(pipeline: Pipeline, backendName: string | undefined, title: string): Promise<{ env: RunEnvironment; stop: () => void }> {
   const bar = progressBar(title);
+  const downloads = downloadProgress();
   const label = (r: StepReport) =>
     Number.isFinite(r.loss)
       ? `loss ${r.loss.toFixed(4)} | ${Math.round(r.tokensPerSecond)} tok/s | lr ${r.lr.toExponential(2)}${r.extra["accuracy"] !== undefined ? ` | acc ${r.extra["accuracy"].toFixed(2)}` : ""}`
@@ -36,10 +38,14 @@ export async function trainEnvironment(pipeline: Pipeline, backendName: string |
     converter: (name) => pipeline.get("converter", name),
     onStep: (r) => bar.update(r.step, r.totalSteps, label(r)),
     log: (m) => process.stderr.write(m + "\n"),
+    onDownload: downloads.onProgress,
   };
   return {
     env,
-    stop: () => bar.stop(),
+    stop: () => {
+      downloads.stop();
+      bar.stop();
+    },
   };
 }
 
