@@ -205,7 +205,11 @@ export class TfjsPrimitives implements TensorBackend {
     if (next.dtype !== tfDtype(b.dtype)) throw new EcomlaError(`TfjsBackend: internal error, a ${b.dtype} buffer got a ${next.dtype} tensor`);
     b.tensor?.dispose();
     b.tensor = next;
+    this.lastWritten = b;
   }
+
+  /** The buffer written last: reading one element of it waits for every kernel queued before (see sync). */
+  private lastWritten: TfjsBuffer | null = null;
 
   /** op(a)·op(b) per batch (a batch of 1 broadcasts), on the active tfjs backend's fast path. */
   protected matMul(a: tf.Tensor, b: tf.Tensor, transA = false, transB = false): tf.Tensor3D {
@@ -268,7 +272,14 @@ export class TfjsPrimitives implements TensorBackend {
     }
   }
 
-  async sync(): Promise<void> {}
+  async sync(): Promise<void> {
+    // tfjs-node-gpu queues kernels on a stream; the CPU backends have already run them.
+    const last = this.lastWritten;
+    if (last === null || last.freed || last.tensor === null || last.length === 0) return;
+    const probe = tf.tidy(() => tf.slice(last.tensor!, 0, 1));
+    await probe.data();
+    probe.dispose();
+  }
 
   memoryStats(): BackendMemoryStats {
     return this.checks.snapshot();
