@@ -8,6 +8,7 @@ import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { readCardFrontMatter } from "@ecomla/train";
 import { startFakeHub } from "../../hub/test/fake-hub.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -46,6 +47,8 @@ t.test("convert + distill from Hub ids, then offline from the cache", async (t) 
   const c1 = await convert(join(root, "student"));
   t.equal(c1.code, 0, c1.stderr);
   t.ok(existsSync(join(root, "student", "model.safetensors.index.json")));
+  const card = readCardFrontMatter(join(root, "student"));
+  t.same(card, { base_model: "ecomla-test/tiny-llama", library_name: "ecomla", tags: ["mla", "kv-cache-compression", "x-ecomla"], license: "mit" }, "convert's model card names the Hub base and copies its license");
   const snapshot = join(cache, "models--ecomla-test--tiny-llama", "snapshots", SHA);
   t.equal(readFileSync(join(cache, "models--ecomla-test--tiny-llama", "refs", "main"), "utf8"), SHA, "refs/main names the commit");
   t.ok(lstatSync(join(snapshot, "model.safetensors")).isSymbolicLink(), "snapshot files link into blobs/");
@@ -62,6 +65,9 @@ t.test("convert + distill from Hub ids, then offline from the cache", async (t) 
   const d1 = await ecomla(["--config", config("distill-online"), "distill", "--json"], env);
   t.equal(d1.code, 0, d1.stderr);
   t.equal((JSON.parse(d1.stdout) as { steps: number }).steps, 2);
+  const distilled = readCardFrontMatter(join(root, "distill-online"));
+  t.same(distilled, { base_model: "ecomla-test/tiny-llama", library_name: "ecomla", tags: ["mla", "kv-cache-compression", "x-ecomla"], datasets: ["ecomla-test/docs"], license: "mit" }, "distill's model card");
+  t.match(readFileSync(join(root, "distill-online", "README.md"), "utf8"), /Trained on 64 tokens of `ecomla-test\/docs`/);
   t.same(readdirSync(join(cache, "datasets--ecomla-test--docs", "snapshots", DATA_SHA, "data")), ["train-00000-of-00001.parquet"], "the dataset in datasets--org--name, nothing else beside it");
   t.ok(existsSync(join(root, "hf", "ecomla", "token-cache")), "token caches beside the hub cache, not inside it");
 

@@ -17,9 +17,11 @@ import type { DownloadProgress } from "@ecomla/hub";
 import { readTrainConfig, resolveSources, totalStepsOf, type TrainConfig } from "./config.js";
 import { PackedDataSource, tokenizerFingerprint } from "./data.js";
 import { distill } from "./distill.js";
+import { RemoteTeacher } from "./remote-teacher.js";
 import { dpo, readPairs } from "./dpo.js";
 import type { LoopOptions, RunSummary, StepReport } from "./loop.js";
 import { ModelTeacher, TopKFileTeacher, TopKWriter } from "./teacher.js";
+import { hubIdOf, readCardFrontMatter, writeModelCard, type ModelCardInfo } from "./model-card.js";
 
 /** What a command supplies to run a config: the backend, and the registry look-ups. */
 export interface RunEnvironment {
@@ -56,7 +58,36 @@ export async function prepareStudent(c: TrainConfig, env: RunEnvironment): Promi
     kvLoraRank: convert.kvRank, qLoraRank: convert.qRank, qkRopeHeadDim: rope, qkNopeHeadDim: convert.nopeDim ?? hd - rope, vHeadDim: hd,
     kvEnergy: convert.kvEnergy, qEnergy: convert.qEnergy, seed: convert.seed, layers: convert.layers,
   });
+  await writeModelCard({ dir: out, base, kind: "convert", ...convertRecipe(c) });
   return out;
+}
+
+function convertRecipe(c: TrainConfig): Pick<ModelCardInfo, "converter" | "recipe"> {
+  if (typeof c.student === "string") return {};
+  const v = c.student.convert;
+  return { converter: v.converter, recipe: { kv_lora_rank: v.kvRank, q_lora_rank: v.qRank ?? "full", qk_rope_head_dim: v.ropeDim, qk_nope_head_dim: v.nopeDim, layers: v.layers?.join(",") ?? "all", kv_energy: v.kvEnergy, q_energy: v.qEnergy } };
+}
+
+/**
+ * The model card of a finished distill/DPO run in output_dir: the base is the config's
+ * student.base, else the base named by the student folder's own card, else the teacher.
+ */
+async function writeRunCard(c: TrainConfig, studentDir: string, kind: "distill" | "dpo", summary: RunSummary, extra: Record<string, string | number | undefined>): Promise<void> {
+  const studentBase = readCardFrontMatter(studentDir)?.["base_model"];
+  const fromCard = typeof studentBase === "string" ? studentBase : undefined;
+  // DPO tunes the student itself; distillation trains a conversion of the student's base.
+  const base = kind === "dpo" ? (hubIdOf(studentDir) ?? fromCard ?? studentDir) : typeof c.student === "object" ? c.student.base : (fromCard ?? c.teacher);
+  const conv = convertRecipe(c);
+  const evaluation = [summary.firstEval && { name: `validation, first evaluation`, metrics: summary.firstEval }, summary.lastEval && { name: `validation, step ${summary.steps}`, metrics: summary.lastEval }].filter((r): r is { name: string; metrics: Record<string, number> } => !!r);
+  await writeModelCard({
+    dir: c.outputDir, base, kind, converter: conv.converter, tokens: summary.tokens, datasets: c.dataset, licenseFrom: [studentDir, ...(c.teacher ? [c.teacher] : [])],
+    recipe: {
+      ...conv.recipe, ...extra, steps: summary.steps, seq_len: c.seqLen, per_device_train_batch_size: c.batchSize, gradient_accumulation_steps: c.gradientAccumulationSteps,
+      learning_rate: c.learningRate, min_lr: c.minLr, lr_scheduler_type: c.scheduler, warmup_ratio: c.warmupRatio, weight_decay: c.weightDecay, max_grad_norm: c.maxGradNorm,
+      freeze_non_mla: c.freezeNonMla, seed: c.seed,
+    },
+    evaluation: evaluation.length ? { rows: evaluation } : undefined,
+  });
 }
 
 function tokenizerFor(c: TrainConfig, studentDir: string): { tokenizer: HfTokenizer; dir: string } {
@@ -96,6 +127,8 @@ export async function runDistillConfig(config: TrainConfig | string, env: RunEnv
   try {
     if (c.teacherTopk) {
       teacher = fileTeacher = await TopKFileTeacher.open(c.teacherTopk, env.backend);
+    } else if (c.teacherRemote) {
+      teacher = new RemoteTeacher(c.teacherRemote, env.backend, tokenizerFor(c, studentDir).tokenizer, student.vocabSize);
     } else {
       teacherModel = (await loadLlama(c.teacher!, env.backend)).model;
       for (const [, t] of teacherModel.namedParameters()) t.requireGrad(false);
@@ -105,7 +138,11 @@ export async function runDistillConfig(config: TrainConfig | string, env: RunEnv
     const tokensPerStep = c.batchSize * c.seqLen * c.gradientAccumulationSteps;
     const stepsPerEpoch = Math.floor(data.trainRows.length / (c.batchSize * c.gradientAccumulationSteps));
     const totalSteps = totalStepsOf(c, tokensPerStep, Math.max(1, stepsPerEpoch));
-    return await distill({ student, teacher, loss, data, evalBatches: c.evalBatches }, loopOptions(c, studentDir, totalSteps, env), resume);
+    const summary = await distill({ student, teacher, loss, data, evalBatches: c.evalBatches }, loopOptions(c, studentDir, totalSteps, env), resume);
+    await writeRunCard(c, studentDir, "distill", summary, {
+      teacher: c.teacher ? (hubIdOf(c.teacher) ?? c.teacher) : `top-k file ${c.teacherTopk}`, loss: c.loss, temperature: c.temperature, kl_weight: c.klWeight, ce_weight: c.ceWeight,
+    });
+    return summary;
   } finally {
     student.dispose();
     teacherModel?.dispose();
@@ -159,11 +196,13 @@ export async function runDpoConfig(config: TrainConfig | string, env: RunEnviron
     const trainPairs = Math.max(1, pairs.length - Math.round(c.validationSplit * pairs.length));
     const stepsPerEpoch = Math.max(1, Math.floor(trainPairs / (c.batchSize * c.gradientAccumulationSteps)));
     const totalSteps = totalStepsOf(c, c.batchSize * c.seqLen * c.gradientAccumulationSteps, stepsPerEpoch);
-    return await dpo(
+    const summary = await dpo(
       { policy, reference, pairs, beta: c.beta, batchSize: c.batchSize, maxLen: c.seqLen, seed: c.seed, validationFraction: c.validationSplit },
       loopOptions(c, studentDir, totalSteps, env),
       resume,
     );
+    await writeRunCard(c, studentDir, "dpo", summary, { beta: c.beta, pairs: pairs.length });
+    return summary;
   } finally {
     policy.dispose();
     reference.dispose();

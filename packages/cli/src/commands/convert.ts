@@ -3,6 +3,7 @@ import { ConfigError, convertCheckpoint, paramMatchedQRank, readLlamaConfig, typ
 import { join } from "node:path";
 import { openPipeline, resolveBackend, type GlobalOptions } from "../context.js";
 import { progressBar } from "../progress.js";
+import { writeModelCard } from "@ecomla/train";
 import { numberFlag } from "./model-io.js";
 
 interface ConvertOptions {
@@ -93,6 +94,13 @@ export function convertCommand(program: Command): void {
       } finally {
         bar.stop();
       }
+      await writeModelCard({
+        dir: opts.out, base: opts.model, kind: "convert", converter: opts.converter,
+        recipe: {
+          kv_lora_rank: opts.kvEnergy || opts.kvBudget ? undefined : kvRank, q_lora_rank: qRank ?? "full", qk_rope_head_dim: rope, qk_nope_head_dim: nope, layers: opts.layers ?? "all",
+          kv_energy: options.kvEnergy, q_energy: options.qEnergy, kv_budget: options.kvBudget, rank_divisor: options.rankDivisor,
+        },
+      });
       const seconds = (performance.now() - t0) / 1000;
       const summary = { ...report, seconds: +seconds.toFixed(2), svd: backend.capabilities.svd ? backend.name : "jacobi (reference)" };
       if (opts.json) {
