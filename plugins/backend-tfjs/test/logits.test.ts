@@ -15,7 +15,7 @@ const teacher = resolve(here, "../../../examples/tiny-llama");
 const out = mkdtempSync(join(tmpdir(), "ecomla-tfjs-"));
 t.teardown(() => rmSync(out, { recursive: true, force: true }));
 
-/** Largest allowed |logit_tfjs − logit_cpu| (f32 on both, different summation orders; logits reach ~10). */
+/** Largest allowed |logit_tfjs − logit_cpu| (f32 on both, different summation orders; logits reach ~10; measured 1.7e-5 on wasm). */
 const LOGIT_TOL = 1e-4;
 const PROMPT = "The old man walked to the";
 
