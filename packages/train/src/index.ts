@@ -7,6 +7,7 @@ export { ModelTeacher, TopKFileTeacher, TopKWriter, topKLogprobs, klToTeacher, d
 export { learningRateAt, warmupStepsFor, clipFactor, gradSquaredNorm, type CosineSchedule } from "./schedule.js";
 export { saveCheckpoint, loadCheckpoint, listCheckpoints, pruneCheckpoints, writeModelFolder, MODEL_SIDE_FILES, type TrainerState, type CheckpointContents } from "./checkpoint.js";
 export { MetricsLog, curvesSvg, type MetricsRecord } from "./metrics.js";
+export { perplexityByPosition } from "./position-perplexity.js";
 export { runLoop, selectTrainable, TrainingDivergedError, type LoopOptions, type StepReport, type MicroResult, type TaskHooks, type RunSummary } from "./loop.js";
 export { distill, DistillTask, type DistillInputs, type PrefetchingTeacher } from "./distill.js";
 export { RemoteTeacher, TeacherUnavailableError, parseRemoteTeacher, type RemoteTeacherSpec } from "./remote-teacher.js";
