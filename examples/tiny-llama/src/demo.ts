@@ -8,7 +8,8 @@ import {
   ConfigError, HfTokenizer, cacheElementsPerLayer, loadLlama, paramMatchedQRank, readLlamaConfig, readMlaConfig,
   type Evaluator, type TensorBackend,
 } from "@ecomla/core";
-import { parseTrainConfig, runDistillConfig, type MetricsRecord, type RunEnvironment } from "@ecomla/train";
+import { linePanelsSpec, perplexityByPositionSpec, renderSvg, scatterSpec } from "@ecomla/plot";
+import { PackedDataSource, parseTrainConfig, perplexityByPosition, runDistillConfig, tokenizerFingerprint, type MetricsRecord, type RunEnvironment } from "@ecomla/train";
 import { buildCorpus, writeCorpus } from "./corpus.js";
 
 /** The example's own folder (teacher, tokenizer, tasks). */
@@ -119,59 +120,38 @@ function readMetrics(dir: string): MetricsRecord[] {
   return readFileSync(file, "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l) as MetricsRecord);
 }
 
-/** Score (average over tasks) against the KV-cache fraction, one point per model. */
-function scoreSvg(results: DemoModelResult[]): string {
-  const w = 640, h = 400, m = { l: 60, r: 20, t: 40, b: 50 };
-  const xs = results.map((r) => r.kvFraction);
-  const ys = results.map((r) => r.average);
-  const yMin = Math.min(...ys) - 0.02, yMax = Math.max(...ys) + 0.02;
-  const x = (v: number) => m.l + (v / Math.max(...xs, 1)) * (w - m.l - m.r);
-  const y = (v: number) => h - m.b - ((v - yMin) / (yMax - yMin || 1)) * (h - m.t - m.b);
-  const points = results.map((r) => {
-    const color = r.init === "teacher" ? "#111" : r.init === "random" ? "#c0392b" : "#2e86c1";
-    return `<circle cx="${x(r.kvFraction).toFixed(1)}" cy="${y(r.average).toFixed(1)}" r="5" fill="${color}"/><text x="${(x(r.kvFraction) + 8).toFixed(1)}" y="${(y(r.average) - 6).toFixed(1)}" font-size="11">${r.name}</text>`;
-  });
-  const svd = results.filter((r) => r.init !== "random").sort((a, b) => a.kvFraction - b.kvFraction);
-  const line = svd.map((r, i) => `${i ? "L" : "M"}${x(r.kvFraction).toFixed(1)},${y(r.average).toFixed(1)}`).join(" ");
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif">`,
-    `<rect width="${w}" height="${h}" fill="white"/>`,
-    `<text x="${w / 2}" y="24" text-anchor="middle" font-size="15">Average score vs KV-cache size (tiny-llama, X-EcoMLA)</text>`,
-    `<line x1="${m.l}" y1="${h - m.b}" x2="${w - m.r}" y2="${h - m.b}" stroke="#444"/><line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${h - m.b}" stroke="#444"/>`,
-    `<text x="${w / 2}" y="${h - 12}" text-anchor="middle" font-size="12">KV cache, fraction of the teacher's</text>`,
-    `<text x="16" y="${h / 2}" transform="rotate(-90 16 ${h / 2})" text-anchor="middle" font-size="12">average score (acc_norm / acc)</text>`,
-    ...[0, 0.25, 0.5, 0.75, 1].map((v) => `<text x="${x(v * Math.max(...xs, 1)).toFixed(1)}" y="${h - m.b + 16}" text-anchor="middle" font-size="10">${(v * Math.max(...xs, 1) * 100).toFixed(0)}%</text>`),
-    ...[yMin, (yMin + yMax) / 2, yMax].map((v) => `<text x="${m.l - 6}" y="${y(v).toFixed(1)}" text-anchor="end" font-size="10">${v.toFixed(3)}</text>`),
-    `<path d="${line}" fill="none" stroke="#2e86c1" stroke-width="1.5"/>`,
-    ...points,
-    "</svg>",
-  ].join("\n");
+/** Score (average over tasks) against the KV-cache fraction, one labelled point per model. */
+async function scoreSvg(results: DemoModelResult[]): Promise<string> {
+  const group = { teacher: "teacher", svd: "SVD init (X-EcoMLA)", random: "random init" } as const;
+  return renderSvg(scatterSpec({
+    title: "Average score vs KV-cache size (tiny-llama, X-EcoMLA)",
+    xTitle: "KV cache, fraction of the teacher's", yTitle: "average score (acc_norm / acc)", xFormat: ".0%",
+    points: results.map((r) => ({ x: r.kvFraction, y: r.average, group: group[r.init], label: r.init === "teacher" ? "teacher" : `${(100 * r.kvFraction).toFixed(1)}%${r.init === "random" ? " random" : ""}` })),
+    lineGroups: [group.teacher, group.svd],
+  }));
 }
 
 /** Training loss per step, one line per student. */
-function lossCurvesSvg(runs: { name: string; points: [number, number][] }[]): string {
-  const w = 640, h = 400, m = { l: 60, r: 140, t: 40, b: 50 };
-  const all = runs.flatMap((r) => r.points);
-  if (all.length === 0) return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}"><text x="20" y="40">no training steps</text></svg>`;
-  const xMax = Math.max(...all.map((p) => p[0]), 1);
-  const yMin = Math.min(...all.map((p) => p[1])), yMax = Math.max(...all.map((p) => p[1]));
-  const x = (v: number) => m.l + (v / xMax) * (w - m.l - m.r);
-  const y = (v: number) => h - m.b - ((v - yMin) / (yMax - yMin || 1)) * (h - m.t - m.b);
-  const colors = ["#2e86c1", "#27ae60", "#8e44ad", "#d35400", "#c0392b", "#16a085"];
-  const lines = runs.map((r, i) => {
-    const d = r.points.map(([sx, sy], j) => `${j ? "L" : "M"}${x(sx).toFixed(1)},${y(sy).toFixed(1)}`).join(" ");
-    return `<path d="${d}" fill="none" stroke="${colors[i % colors.length]}" stroke-width="1.5"/><text x="${w - m.r + 8}" y="${m.t + 16 * i}" font-size="11" fill="${colors[i % colors.length]}">${r.name}</text>`;
+async function lossCurvesSvg(runs: { name: string; points: [number, number][] }[]): Promise<string> {
+  return renderSvg(linePanelsSpec({ title: "Distillation loss (forward KL) per step", xTitle: "optimizer step", panels: [{ yTitle: "training loss (forward KL)", height: 260, series: runs }] }));
+}
+
+/** Perplexity at each position of held-out rows (the corpus's validation split), teacher and students. */
+async function positionPerplexities(models: { name: string; dir: string }[], validFile: string, teacherDir: string, backend: TensorBackend, o: { seqLen: number; rows: number; cacheDir: string }): Promise<{ name: string; perplexity: number[] }[]> {
+  const data = await PackedDataSource.fromFiles([validFile], HfTokenizer.fromDir(teacherDir), {
+    seqLen: o.seqLen, batchSize: 8, seed: 0, validationFraction: 0, tokenizerHash: tokenizerFingerprint(teacherDir), cacheDir: o.cacheDir,
   });
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif">`,
-    `<rect width="${w}" height="${h}" fill="white"/>`,
-    `<text x="${(w - m.r) / 2}" y="24" text-anchor="middle" font-size="15">Distillation loss (forward KL) per step</text>`,
-    `<line x1="${m.l}" y1="${h - m.b}" x2="${w - m.r}" y2="${h - m.b}" stroke="#444"/><line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${h - m.b}" stroke="#444"/>`,
-    `<text x="${(w - m.r) / 2}" y="${h - 12}" text-anchor="middle" font-size="12">step (of ${xMax})</text>`,
-    ...[yMin, (yMin + yMax) / 2, yMax].map((v) => `<text x="${m.l - 6}" y="${y(v).toFixed(1)}" text-anchor="end" font-size="10">${v.toFixed(3)}</text>`),
-    ...lines,
-    "</svg>",
-  ].join("\n");
+  const rows = data.trainRows.slice(0, o.rows);
+  const out = [];
+  for (const m of models) {
+    const { model } = await loadLlama(m.dir, backend);
+    try {
+      out.push({ name: m.name, perplexity: await perplexityByPosition(model, backend, rows) });
+    } finally {
+      model.dispose();
+    }
+  }
+  return out;
 }
 
 /** The paper-style markdown table. */
@@ -277,11 +257,15 @@ export async function runDemo(options: DemoOptions, env: DemoEnvironment): Promi
   const taskNames = tasks.map((t) => t.name);
   const table = demoTable(results, taskNames);
   writeAtomically(join(out, "results.json"), JSON.stringify({ teacher: teacherDir, quick, tokensPerStudent: steps * batch * seqLen, evalLimit: evalLimit ?? null, models: results }, null, 2) + "\n");
-  writeAtomically(join(out, "score-vs-kv.svg"), scoreSvg(results));
-  writeAtomically(join(out, "training-curves.svg"), lossCurvesSvg(results.filter((r) => r.init !== "teacher").map((r) => ({
+  writeAtomically(join(out, "score-vs-kv.svg"), await scoreSvg(results));
+  writeAtomically(join(out, "training-curves.svg"), await lossCurvesSvg(results.filter((r) => r.init !== "teacher").map((r) => ({
     name: r.name,
     points: readMetrics(r.checkpoint).filter((m) => m.kind === "train" && typeof m["loss"] === "number").map((m) => [m.step, m["loss"] as number] as [number, number]),
   }))));
+  stage("perplexity by position (teacher and students, held-out rows)");
+  const positionRows = quick ? 2 : 32;
+  const byPosition = await positionPerplexities(results.map((r) => ({ name: r.name, dir: r.checkpoint })), corpus.valid, teacherDir, env.backend, { seqLen, rows: positionRows, cacheDir: join(out, "cache") });
+  writeAtomically(join(out, "perplexity-by-position.svg"), await renderSvg(perplexityByPositionSpec({ title: `Perplexity by position (${positionRows} held-out rows of ${seqLen} tokens)`, models: byPosition })));
   const svd = results.find((r) => r.init === "svd" && Math.abs(r.kvFraction - 5 / 32) < 1e-9);
   const random = results.find((r) => r.init === "random");
   const report = [
@@ -300,6 +284,8 @@ export async function runDemo(options: DemoOptions, env: DemoEnvironment): Promi
     "![score vs KV](score-vs-kv.svg)",
     "",
     "![training curves](training-curves.svg)",
+    "",
+    "![perplexity by position](perplexity-by-position.svg)",
     "",
   ].join("\n");
   writeAtomically(join(out, "report.md"), report);

@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { labelProblems } from "@ecomla/plot";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const bin = resolve(here, "../../../packages/cli/dist/bin.js");
@@ -26,7 +27,10 @@ t.test("demo --quick converts, distils, evaluates and reports", async (t) => {
   }
   const results = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
   t.equal(results.models.length, 6);
-  for (const f of ["report.md", "score-vs-kv.svg", "training-curves.svg"]) t.ok(existsSync(join(out, f)), `${f} written`);
+  for (const f of ["report.md", "score-vs-kv.svg", "training-curves.svg", "perplexity-by-position.svg"]) t.ok(existsSync(join(out, f)), `${f} written`);
+  for (const f of ["score-vs-kv.svg", "training-curves.svg", "perplexity-by-position.svg"]) {
+    t.same(labelProblems(readFileSync(join(out, f), "utf8")), [], `${f}: every label inside the canvas, none overlapping`);
+  }
   t.match(readFileSync(join(out, "report.md"), "utf8"), /\| mla-15\.6% \| svd \| 15\.6 \| 6\.4× \|/);
   for (const m of results.models.slice(1)) t.ok(existsSync(join(m.checkpoint, "model.safetensors")), `${m.name}: checkpoint folder`);
 });

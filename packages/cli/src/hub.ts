@@ -31,6 +31,8 @@ export async function resolveModelFlag(spec: string): Promise<string> {
  */
 export function resolveHubModelsBeforeAction(program: Command): void {
   program.hook("preAction", async (_root, action) => {
+    // push uploads a local folder: its -m is never a Hub id.
+    if (action.name() === "push") return;
     for (const key of MODEL_OPTIONS) {
       const value = action.getOptionValue(key) as string | string[] | undefined;
       if (typeof value === "string") action.setOptionValue(key, await resolveModelFlag(value));

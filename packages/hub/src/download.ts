@@ -108,7 +108,7 @@ function hubError(err: unknown, ref: HubRef, type: RepoType, settings: HubSettin
     const why =
       err.statusCode === 401 || err.statusCode === 403
         ? settings.token ? "access denied with the token given (HF_TOKEN): is it allowed to read this gated or private repo?" : "the repo is gated or private: set HF_TOKEN to a token that may read it"
-        : err.statusCode === 404 ? "not found (check the id and revision)" : `HTTP ${err.statusCode}`;
+        : err.statusCode === 404 ? `not found (check the id and revision; no local folder "${ref.repo}" exists either)` : `HTTP ${err.statusCode}`;
     return new ConfigError(`Hub ${id} at ${settings.endpoint}: ${what}: ${why}`, { cause: err });
   }
   return new ConfigError(`Hub ${id} at ${settings.endpoint}: ${what}: ${(err as Error).message} (set HF_HUB_OFFLINE=1 to use the cache only)`, { cause: err });

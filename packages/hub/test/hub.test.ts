@@ -98,3 +98,20 @@ t.test("a Hub dataset: its train parquet files, into datasets--org--name", async
   await hub.stop();
   t.same(await resolveDatasetSource("org/docs", { settings: { cacheDir, endpoint: hub.endpoint, offline: true } }), files);
 });
+
+t.test("push: checks before any request; the files it would upload", async (t) => {
+  const { filesToPush, pushModel } = await import("../src/index.js");
+  const { cpSync, writeFileSync, mkdirSync } = await import("node:fs");
+  const dir = mkdtempSync(join(tmpdir(), "ecomla-push-"));
+  for (const f of ["config.json", "tokenizer.json", "model.safetensors"]) cpSync(join(tiny, f), join(dir, f));
+  writeFileSync(join(dir, "metrics.jsonl"), "{}\n");
+  writeFileSync(join(dir, "training_curves.svg"), "<svg/>");
+  mkdirSync(join(dir, "checkpoint-2"));
+  const settings = { cacheDir: dir, endpoint: "http://127.0.0.1:9", token: "hf_x", offline: false };
+  await t.rejects(pushModel(dir, "org/name", { settings }), /no README.md \(model card\)/);
+  writeFileSync(join(dir, "README.md"), "---\nlibrary_name: ecomla\n---\n");
+  await t.rejects(pushModel(dir, "not a repo", { settings }), /--repo: expected a Hub repo id org\/name, found "not a repo"/);
+  await t.rejects(pushModel(dir, "org/name", { settings: { ...settings, token: undefined } }), /no access token: set HF_TOKEN/);
+  await t.rejects(pushModel(dir, "org/name", { settings: { ...settings, offline: true } }), /HF_HUB_OFFLINE=1 forbids uploading/);
+  t.same(filesToPush(dir), ["README.md", "config.json", "model.safetensors", "tokenizer.json", "training_curves.svg"], "weights, configs, card and plots; no logs or checkpoints");
+});
