@@ -1,7 +1,10 @@
 // A local stand-in for the Hugging Face Hub, serving repos from memory in the Hub's URL layout as
 // @huggingface/hub requests them: /api/{models|datasets}/{id}/revision/{rev} (sha + siblings),
 // /api/datasets/{id}/tree/{rev} (file list), /[datasets/]{id}/resolve/{rev}/{path} (Range requests,
-// ETag = git sha1 for small files, X-Linked-ETag = sha256 for LFS-sized ones, X-Error-Code on 404).
+// ETag = git sha1 for small files, X-Linked-ETag = sha256 for LFS-sized ones, X-Error-Code on 404);
+// and uploads as uploadFiles makes them: /api/models/{id} (exists?), /api/repos/create,
+// /api/models/{id}/preupload/{rev}, /{id}.git/info/lfs/objects/batch (basic transfer), PUT of the
+// LFS bytes, and /api/models/{id}/commit/{rev} (NDJSON: header, file, lfsFile).
 import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -55,10 +58,63 @@ export async function startFakeHub(repos: FakeRepo[]): Promise<FakeHub> {
   };
   const authorized = (repo: FakeRepo, req: IncomingMessage) => !repo.token || req.headers.authorization === `Bearer ${repo.token}`;
 
-  const server: Server = createServer((req, res) => {
+  const lfs = new Map<string, Uint8Array>();
+  let commits = 0;
+  const server: Server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = Buffer.concat(chunks);
     const url = new URL(req.url ?? "/", "http://x");
     requests.push({ method: req.method ?? "GET", url: url.pathname + url.search, range: req.headers.range, authorization: req.headers.authorization });
     const path = decodeURIComponent(url.pathname);
+    const writable = (id: string) => {
+      const repo = find("model", id);
+      if (repo && !authorized(repo, req)) return null;
+      return repo ?? null;
+    };
+    if (req.method === "GET" && /^\/api\/models\/[^/]+\/[^/]+$/.test(path)) {
+      const repo = find("model", path.slice("/api/models/".length));
+      return repo && authorized(repo, req) ? json(res, 200, { id: repo.id }) : json(res, 404, { error: "Repository not found" });
+    }
+    if (req.method === "POST" && path === "/api/repos/create") {
+      const { name, organization } = JSON.parse(body.toString()) as { name: string; organization?: string };
+      const id = organization ? `${organization}/${name}` : name;
+      repos.push({ type: "model", id, sha: "0".repeat(40), files: {}, token: req.headers.authorization?.slice("Bearer ".length) });
+      return json(res, 200, { url: `http://x/${id}` });
+    }
+    let up = /^\/api\/models\/([^/]+\/[^/]+)\/(preupload|commit)\/([^/]+)$/.exec(path);
+    if (req.method === "POST" && up) {
+      const repo = writable(up[1]!);
+      if (!repo) return json(res, 401, { error: "Invalid credentials in Authorization header" });
+      if (up[2] === "preupload") {
+        const { files } = JSON.parse(body.toString()) as { files: { path: string; size: number }[] };
+        return json(res, 200, { files: files.map((f) => ({ path: f.path, uploadMode: f.size >= LFS_MIN_BYTES ? "lfs" : "regular" })) });
+      }
+      for (const line of body.toString().split("\n").filter(Boolean)) {
+        const { key, value } = JSON.parse(line) as { key: string; value: { path: string; content?: string; oid?: string } };
+        if (key === "file") repo.files[value.path] = Buffer.from(value.content!, "base64");
+        else if (key === "lfsFile") {
+          const data = lfs.get(value.oid!);
+          if (!data) return json(res, 400, { error: `LFS object ${value.oid} was never uploaded` });
+          repo.files[value.path] = data;
+        }
+      }
+      repo.sha = createHash("sha1").update(`commit ${++commits}`).digest("hex");
+      return json(res, 200, { commitOid: repo.sha, commitUrl: `http://x/${repo.id}/commit/${repo.sha}` });
+    }
+    up = /^\/([^/]+\/[^/]+)\.git\/info\/lfs\/objects\/batch$/.exec(path);
+    if (req.method === "POST" && up) {
+      const { objects } = JSON.parse(body.toString()) as { objects: { oid: string; size: number }[] };
+      const base = `http://${req.headers.host}`;
+      return json(res, 200, { transfer: "basic", objects: objects.map((o) => ({ ...o, actions: lfs.has(o.oid) ? undefined : { upload: { href: `${base}/lfs-upload/${o.oid}` } } })) });
+    }
+    if (req.method === "PUT" && path.startsWith("/lfs-upload/")) {
+      const oid = path.slice("/lfs-upload/".length);
+      if (createHash("sha256").update(body).digest("hex") !== oid) return json(res, 400, { error: "sha256 mismatch" });
+      lfs.set(oid, new Uint8Array(body));
+      res.writeHead(200, { ETag: `"${oid}"` });
+      return res.end();
+    }
     let m = /^\/api\/(models|datasets)\/([^/]+\/[^/]+)\/(revision|tree)\/([^/]+)$/.exec(path);
     if (m) {
       const repo = find(m[1] === "models" ? "model" : "dataset", m[2]!);

@@ -115,3 +115,21 @@ t.test("push: checks before any request; the files it would upload", async (t) =
   await t.rejects(pushModel(dir, "org/name", { settings: { ...settings, offline: true } }), /HF_HUB_OFFLINE=1 forbids uploading/);
   t.same(filesToPush(dir), ["README.md", "config.json", "model.safetensors", "tokenizer.json", "training_curves.svg"], "weights, configs, card and plots; no logs or checkpoints");
 });
+
+t.test("push: uploads configs, weights (LFS) and the card; the repo then resolves to the same bytes", async (t) => {
+  const { pushModel } = await import("../src/index.js");
+  const { cpSync, writeFileSync } = await import("node:fs");
+  const hub = await startFakeHub([]);
+  t.teardown(() => hub.stop());
+  const dir = mkdtempSync(join(tmpdir(), "ecomla-push-"));
+  for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"]) cpSync(join(tiny, f), join(dir, f));
+  writeFileSync(join(dir, "README.md"), "---\nlibrary_name: ecomla\ntags: [mla]\n---\n# pushed\n");
+  const settings = { cacheDir: mkdtempSync(join(tmpdir(), "ecomla-hub-")), endpoint: hub.endpoint, token: "hf_writer", offline: false };
+  const out = await pushModel(dir, "me/tiny-mla", { settings });
+  t.same(out.files, ["README.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]);
+  t.match(out.commit, /^[0-9a-f]{40}$/);
+  t.ok(hub.requests.some((r) => r.url === "/api/repos/create"), "the missing repo was created");
+  t.ok(hub.requests.some((r) => r.url.startsWith("/lfs-upload/")), "the weights went through LFS");
+  const back = await resolveModelSource("me/tiny-mla", { settings });
+  for (const f of out.files) t.same(readFileSync(join(back, f)), readFileSync(join(dir, f)), `${f} round-trips`);
+});
