@@ -15,6 +15,8 @@ export interface ResolveOptions {
   onProgress?: DownloadProgress;
   /** A fetch to use instead of the global one. */
   fetch?: typeof fetch;
+  /** "tokenizer": only the tokenizer and config files (a `tokenizer:` entry); default: the whole model. */
+  only?: "tokenizer";
 }
 
 type RepoType = "model" | "dataset";
@@ -45,24 +47,31 @@ export async function resolveModelSource(spec: string, options: ResolveOptions =
   if (!ref) return spec;
   const settings = options.settings ?? hubSettings();
   const storage = join(settings.cacheDir, repoFolderName(ref.repo, "model"));
+  const check = (snapshot: string, id: string, files: () => string[]) =>
+    options.only === "tokenizer" ? checkTokenizerSnapshot(snapshot, id, files) : checkModelSnapshot(snapshot, id, files);
   if (settings.offline) {
     const snapshot = offlineSnapshot(ref, storage, "model");
-    checkModelSnapshot(snapshot, `${ref.repo}@${ref.revision} (offline, HF_HUB_OFFLINE=1)`, () => listSnapshot(snapshot));
+    check(snapshot, `${ref.repo}@${ref.revision} (offline, HF_HUB_OFFLINE=1)`, () => listSnapshot(snapshot));
     return snapshot;
   }
   const { commit, files } = await repoInfo(ref, "model", settings, options.fetch);
   const ctx = { ref, type: "model" as const, storage, commit, settings, options };
   writeRef(storage, ref.revision, commit);
-  if (!files.includes("config.json")) throw new ConfigError(`Hub model ${ref.repo}@${ref.revision} (${settings.endpoint}) has no config.json; found ${files.slice(0, 12).join(", ") || "no files"}`);
   let wanted = files.filter(isModelFile);
-  if (files.includes(INDEX)) {
-    // A sharded checkpoint: the shards its index names, not any other safetensors beside them.
-    const shards = new Set(Object.values(readIndex(await fetchIntoCache(ctx, INDEX))));
-    wanted = wanted.filter((f) => !f.endsWith(".safetensors") || shards.has(f));
+  if (options.only === "tokenizer") {
+    wanted = wanted.filter((f) => !f.endsWith(".safetensors") && f !== INDEX);
+  } else {
+    if (!files.includes("config.json")) throw new ConfigError(`Hub model ${ref.repo}@${ref.revision} (${settings.endpoint}) has no config.json; found ${files.slice(0, 12).join(", ") || "no files"}`);
+    if (files.includes(INDEX)) {
+      // A sharded checkpoint: the shards its index names, not any other safetensors beside them.
+      const shards = new Set(Object.values(readIndex(await fetchIntoCache(ctx, INDEX))));
+      wanted = wanted.filter((f) => !f.endsWith(".safetensors") || shards.has(f));
+    }
   }
   for (const f of wanted) await fetchIntoCache(ctx, f);
   const snapshot = join(storage, "snapshots", commit);
-  checkModelSnapshot(snapshot, `${ref.repo}@${ref.revision}`, () => files);
+  mkdirSync(snapshot, { recursive: true });
+  check(snapshot, `${ref.repo}@${ref.revision}`, () => files);
   return snapshot;
 }
 
@@ -164,6 +173,13 @@ function readIndex(path: string): Record<string, string> {
     return (JSON.parse(readFileSync(path, "utf8")) as { weight_map: Record<string, string> }).weight_map ?? {};
   } catch (err) {
     throw new ConfigError(`${path}: not a safetensors index (weight_map): ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Check a snapshot holds a tokenizer.json; the error names it. */
+function checkTokenizerSnapshot(snapshot: string, id: string, repoFiles: () => string[]): void {
+  if (!existsSync(join(snapshot, "tokenizer.json"))) {
+    throw new ConfigError(`Hub tokenizer ${id}: tokenizer.json is missing from the cache (${join(snapshot, "tokenizer.json")})${repoFiles().includes("tokenizer.json") ? "" : "; the repo has no such file"}`);
   }
 }
 

@@ -133,3 +133,14 @@ t.test("push: uploads configs, weights (LFS) and the card; the repo then resolve
   const back = await resolveModelSource("me/tiny-mla", { settings });
   for (const f of out.files) t.same(readFileSync(join(back, f)), readFileSync(join(dir, f)), `${f} round-trips`);
 });
+
+t.test("a tokenizer-only repo resolves with only: tokenizer (and not as a model)", async (t) => {
+  const files = { "tokenizer.json": readFileSync(join(tiny, "tokenizer.json")), "tokenizer_config.json": readFileSync(join(tiny, "tokenizer_config.json")) };
+  const hub = await startFakeHub([{ type: "model", id: "org/tok", sha: SHA, files }]);
+  t.teardown(() => hub.stop());
+  const settings = { cacheDir: mkdtempSync(join(tmpdir(), "ecomla-hub-")), endpoint: hub.endpoint, offline: false };
+  await t.rejects(resolveModelSource("org/tok", { settings }), /has no config.json; found tokenizer.json, tokenizer_config.json/);
+  const dir = await resolveModelSource("org/tok", { settings, only: "tokenizer" });
+  t.same(readdirSync(dir).sort(), ["tokenizer.json", "tokenizer_config.json"]);
+  t.equal(await resolveModelSource("org/tok", { settings: { ...settings, offline: true }, only: "tokenizer" }), dir);
+});

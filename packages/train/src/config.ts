@@ -266,7 +266,7 @@ export async function resolveSources(c: TrainConfig, options: ResolveOptions = {
     ...c,
     student,
     teacher: c.teacher ? await model(c.teacher) : undefined,
-    tokenizer: c.tokenizer ? await model(c.tokenizer) : undefined,
+    tokenizer: c.tokenizer ? await resolveModelSource(c.tokenizer, { ...options, only: "tokenizer" }) : undefined,
     dataset,
   };
 }
