@@ -120,7 +120,9 @@ function hubError(err: unknown, ref: HubRef, type: RepoType, settings: HubSettin
         : err.statusCode === 404 ? `not found (check the id and revision; no local folder "${ref.repo}" exists either)` : `HTTP ${err.statusCode}`;
     return new ConfigError(`Hub ${id} at ${settings.endpoint}: ${what}: ${why}`, { cause: err });
   }
-  return new ConfigError(`Hub ${id} at ${settings.endpoint}: ${what}: ${(err as Error).message} (set HF_HUB_OFFLINE=1 to use the cache only)`, { cause: err });
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const detail = cause?.code ?? cause?.message;
+  return new ConfigError(`Hub ${id} at ${settings.endpoint}: ${what}: ${(err as Error).message}${detail ? ` (${detail})` : ""}; set HF_HUB_OFFLINE=1 to use the cache only`, { cause: err });
 }
 
 async function repoInfo(ref: HubRef, type: RepoType, settings: HubSettings, fetchFn?: typeof fetch): Promise<{ commit: string; files: string[] }> {

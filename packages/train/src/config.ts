@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, extname, isAbsolute, resolve } from "node:path";
 import YAML from "yaml";
 import { ConfigError } from "@ecomla/core";
+import { parseRemoteTeacher, type RemoteTeacherSpec } from "./remote-teacher.js";
 import { parseHubId, resolveDatasetSource, resolveModelSource, type ResolveOptions } from "@ecomla/hub";
 
 /** How to build the student from a base model: `student: {base: DIR, convert: {...}}`. */
@@ -27,6 +28,8 @@ export interface TrainConfig {
   student: string | StudentConvertSpec;
   teacher?: string;
   teacherTopk?: string;
+  /** A teacher served over the OpenAI completions protocol (`teacher: {url, model, top_k}`). */
+  teacherRemote?: RemoteTeacherSpec;
   /** Tokenizer folder (default: the student's, else the base's). */
   tokenizer?: string;
   /** Files (JSONL, text, parquet) or Hub dataset ids; model entries above may be Hub ids too (resolved by {@link resolveSources}). */
@@ -160,15 +163,18 @@ export function parseTrainConfig(raw: unknown, kind: TrainKind, file = "config")
   if (pluginsRaw !== undefined && !(Array.isArray(pluginsRaw) && pluginsRaw.every((p) => typeof p === "string"))) throw new ConfigError(`${file}: key "plugins" must be a list of package names`);
 
   const teacherKey = either("teacher", "teacher_model_name_or_path");
-  const teacher = kind === "distill" ? str(teacherKey) : undefined;
+  const teacherRaw = cfg[teacherKey];
+  const teacherRemote = kind === "distill" && teacherRaw !== null && typeof teacherRaw === "object" ? parseRemoteTeacher(teacherRaw, `${file}: key "${teacherKey}"`) : undefined;
+  const teacher = kind === "distill" && !teacherRemote ? str(teacherKey) : undefined;
   const teacherTopk = kind === "distill" ? str("teacher_topk") : undefined;
-  if (teacher && teacherTopk) throw new ConfigError(`${file}: give "teacher" or "teacher_topk", not both`);
-  if (kind === "distill" && !teacher && !teacherTopk) throw new ConfigError(`${file}: give "teacher" (a model folder) or "teacher_topk" (a top-k file)`);
+  if ((teacher || teacherRemote) && teacherTopk) throw new ConfigError(`${file}: give "teacher" or "teacher_topk", not both`);
+  if (kind === "distill" && !teacher && !teacherRemote && !teacherTopk) throw new ConfigError(`${file}: give "teacher" (a model folder, or {url, model, top_k} of a served teacher) or "teacher_topk" (a top-k file)`);
   const maxSteps = num("max_steps", undefined);
   const c: TrainConfig = {
     file, student,
     teacher: teacher ? source(teacher) : undefined,
     teacherTopk: teacherTopk ? path(teacherTopk) : undefined,
+    teacherRemote,
     tokenizer: str("tokenizer") ? source(str("tokenizer")!) : undefined,
     dataset: dataset.map(source),
     textField: str("text_field"),
