@@ -18,7 +18,8 @@ export interface PipelineConfig {
   converter?: string;
   loss?: string;
   evaluators?: string[];
-  teacher?: string;
+  /** A model folder, or a served teacher's {url, model, top_k}. */
+  teacher?: string | Record<string, unknown>;
   [key: string]: unknown;
 }
 
@@ -57,7 +58,12 @@ export function validatePipelineConfig(value: unknown, source = "config"): Pipel
   };
   stringList("plugins");
   stringList("evaluators");
-  for (const k of ["backend", "converter", "loss", "teacher"]) str(k);
+  for (const k of ["backend", "converter", "loss"]) str(k);
+  // A teacher is a model folder, or a served one ({url, model, top_k}; checked by the trainer).
+  const teacher = cfg["teacher"];
+  if (teacher !== undefined && typeof teacher !== "string" && (typeof teacher !== "object" || teacher === null || Array.isArray(teacher))) {
+    throw new ConfigError(`${source}: key "teacher" must be a model folder or {url, model, top_k}, found ${JSON.stringify(teacher)}`);
+  }
   return cfg as PipelineConfig;
 }
 

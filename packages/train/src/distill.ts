@@ -3,6 +3,12 @@ import { splitBatch, type PackedDataSource } from "./data.js";
 import { runLoop, type LoopOptions, type MicroResult, type RunSummary, type TaskHooks } from "./loop.js";
 import { disposeTargets, klToTeacher, type StatefulTeacher } from "./teacher.js";
 
+/** A teacher that can start a batch's work early (a remote one: its requests overlap the student's step). */
+export interface PrefetchingTeacher extends Teacher {
+  prefetch(batch: TokenBatch): void;
+  discardPrefetched(): void;
+}
+
 /** Inputs of {@link distill}. */
 export interface DistillInputs {
   /** The student (parameters train). */
@@ -32,6 +38,8 @@ function studentLogits(student: LlamaForCausalLM, batch: TokenBatch): { logits: 
  */
 export class DistillTask implements TaskHooks {
   readonly kind = "distill";
+  /** A batch read ahead so a remote teacher's requests overlap the student's step, and the data state before it. */
+  private ahead: { batch: TokenBatch | null; stateBefore: unknown } | null = null;
   constructor(readonly inputs: DistillInputs) {
     if (inputs.teacher.name === "model") {
       const tv = (inputs.teacher as unknown as { model: { vocabSize: number } }).model.vocabSize;
@@ -41,8 +49,16 @@ export class DistillTask implements TaskHooks {
 
   async micro(gradScale: number): Promise<MicroResult | null> {
     const { student, teacher, loss, data } = this.inputs;
-    const batch = await data.next();
+    const batch = this.ahead ? this.ahead.batch : await data.next();
+    this.ahead = null;
     if (!batch) return null;
+    const prefetching = teacher as Partial<PrefetchingTeacher>;
+    if (prefetching.prefetch) {
+      const stateBefore = data.state();
+      const next = await data.next();
+      if (next) prefetching.prefetch(next);
+      this.ahead = { batch: next, stateBefore };
+    }
     const targets = await teacher.targets(batch);
     const { logits, labels } = studentLogits(student, batch);
     const result = loss.compute({ studentLogits: logits, teacher: targets, labels });
@@ -84,10 +100,13 @@ export class DistillTask implements TaskHooks {
   }
 
   dataState(): unknown {
-    return this.inputs.data.state();
+    // The batch read ahead has not been trained on yet.
+    return this.ahead ? this.ahead.stateBefore : this.inputs.data.state();
   }
 
   restoreData(state: unknown): void {
+    this.ahead = null;
+    (this.inputs.teacher as Partial<PrefetchingTeacher>).discardPrefetched?.();
     this.inputs.data.restore(state);
   }
 

@@ -150,6 +150,15 @@ export async function runLoop(model: LlamaForCausalLM, task: TaskHooks, o: LoopO
     kind: task.kind, step, tokens, skippedSteps: skipped, rng: rng.state, data: task.dataState(),
     teacher: task.teacherState?.(), config: o.config ?? null,
   });
+  // A resumable failure (a remote teacher gone) stops the run at a checkpoint of the last finished step.
+  const stopResumably = async (err: unknown, state: TrainerState): Promise<unknown> => {
+    if (!(err as { resumable?: boolean } | null)?.resumable) return err;
+    if (state.step > 0 && listCheckpoints(o.outputDir).at(-1)?.step !== state.step) {
+      await saveCheckpoint(o.outputDir, { model, optimizer, trainable, modelDir: o.modelDir, state }, o.saveTotalLimit ?? 2);
+    }
+    (err as Error).message += `; stopped after step ${state.step} with a checkpoint in ${o.outputDir} (bring the teacher back and run again with --resume)`;
+    return err;
+  };
   let firstEval: Record<string, number> | null = null;
   let lastEval: Record<string, number> | null = null;
   const validate = async () => {
@@ -171,6 +180,8 @@ export async function runLoop(model: LlamaForCausalLM, task: TaskHooks, o: LoopO
       let stepTokens = 0;
       let exhausted = false;
       const extra: Record<string, number> = {};
+      // What a checkpoint of the last finished step holds, should this step's teacher go away.
+      const atStepStart = stateNow();
       try {
         for (let a = 0; a < accum; a++) {
           // One scope per micro-batch: activations, teacher targets and loss temporaries are freed
@@ -210,12 +221,20 @@ export async function runLoop(model: LlamaForCausalLM, task: TaskHooks, o: LoopO
         lastTick = now;
         metrics.add({ kind: "train", step, loss, lr, grad_norm: gradNorm, tokens, tokens_per_s: +tokensPerSecond.toFixed(1), skipped: bad ? 1 : 0, ...extra });
         o.onStep?.({ step, totalSteps: o.totalSteps, loss, lr, gradNorm, tokens, tokensPerSecond, skipped: bad, extra });
+      } catch (err) {
+        throw await stopResumably(err, atStepStart);
       } finally {
         lossSum.dispose();
         optimizer.zeroGrad();
       }
       const last = step === o.totalSteps;
-      if ((o.evalSteps && step % o.evalSteps === 0) || last) await validate();
+      if ((o.evalSteps && step % o.evalSteps === 0) || last) {
+        try {
+          await validate();
+        } catch (err) {
+          throw await stopResumably(err, stateNow());
+        }
+      }
       if ((o.saveSteps && step % o.saveSteps === 0) || last) {
         await saveCheckpoint(o.outputDir, { model, optimizer, trainable, modelDir: o.modelDir, state: stateNow() }, o.saveTotalLimit ?? 2);
       }

@@ -66,6 +66,8 @@ export function serveCommand(program: Command): void {
     const summary = { url: `${address}/v1`, model: modelName, engine, maxBatch, maxContext: served.maxContext };
     process.stdout.write(opts.json ? JSON.stringify(summary) + "\n" : `serving ${modelName} (${engine}) at ${summary.url} — max batch ${maxBatch}, context ${served.maxContext}\n`);
     const stop = async () => {
+      // Requests in flight get a few seconds to finish.
+      setTimeout(() => process.exit(0), 5000).unref();
       await app.close();
       await served.free();
       process.exit(0);
