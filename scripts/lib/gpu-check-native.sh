@@ -49,7 +49,10 @@ if [ "$MODE" = pack ]; then
     const root = process.cwd();
     const seen = new Set();
     const pkgRoots = new Set();
-    const add = (p) => { const r = relative(root, p); if (!r.startsWith("..") && existsSync(p)) seen.add(r); };
+    // runtime-onnx stays behind: onnxruntime needs ~46 MB of libraries, and the CLI skips a default
+    // plugin that is not installed (its node_modules link is left out too).
+    const excluded = (r) => /onnxruntime|runtime-onnx/.test(r);
+    const add = (p) => { const r = relative(root, p); if (!r.startsWith("..") && !excluded(r) && existsSync(p)) seen.add(r); };
     for (const p of readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean)) {
       // Only what git does not carry: node_modules, dist, build outputs.
       if (!/(^|\/)(node_modules|dist|build)\//.test(relative(root, p))) continue;
@@ -79,7 +82,7 @@ if [ "$MODE" = pack ]; then
       for (const e of readdirSync(dir)) {
         const p = join(dir, e);
         const s = lstatSync(p);
-        if (s.isSymbolicLink()) seen.add(relative(root, p));
+        if (s.isSymbolicLink()) { if (!excluded(relative(root, p))) seen.add(relative(root, p)); }
         else if (s.isDirectory() && (e.startsWith("@") || e === "node_modules" || e === ".pnpm" || depth > 1)) links(p, depth - 1);
       }
     };
