@@ -140,7 +140,7 @@ export async function runDistillConfig(config: TrainConfig | string, env: RunEnv
     const totalSteps = totalStepsOf(c, tokensPerStep, Math.max(1, stepsPerEpoch));
     const summary = await distill({ student, teacher, loss, data, evalBatches: c.evalBatches }, loopOptions(c, studentDir, totalSteps, env), resume);
     await writeRunCard(c, studentDir, "distill", summary, {
-      teacher: c.teacher ? (hubIdOf(c.teacher) ?? c.teacher) : `top-k file ${c.teacherTopk}`, loss: c.loss, temperature: c.temperature, kl_weight: c.klWeight, ce_weight: c.ceWeight,
+      teacher: c.teacher ? (hubIdOf(c.teacher) ?? c.teacher) : c.teacherRemote ? `${c.teacherRemote.model} served at ${c.teacherRemote.url} (top-${c.teacherRemote.topK})` : `top-k file ${c.teacherTopk}`, loss: c.loss, temperature: c.temperature, kl_weight: c.klWeight, ce_weight: c.ceWeight,
     });
     return summary;
   } finally {
