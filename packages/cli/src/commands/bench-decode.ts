@@ -2,12 +2,13 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { ConfigError, Rng, type EngineModel, type Pipeline } from "@ecomla/core";
-import { openPipeline, type GlobalOptions } from "../context.js";
+import { ConfigError, EcomlaEngineModel, Rng, type EngineModel, type Pipeline } from "@ecomla/core";
+import { openPipeline, resolveBackend, type GlobalOptions } from "../context.js";
 import { loadEngineModel, type EngineFlags } from "./engine-io.js";
+import { streamAddBandwidth } from "./stream-triad.js";
 
 interface BenchDecodeOptions {
-  model: string;
+  model: string[];
   engine: string;
   ep?: string;
   backend?: string;
@@ -15,6 +16,7 @@ interface BenchDecodeOptions {
   context: string;
   tokens: string;
   threads?: string;
+  triad?: boolean;
   json?: boolean;
 }
 
@@ -27,14 +29,35 @@ export interface DecodeTiming {
   msPerStep: number;
 }
 
-/** One (batch, context) cell: the compared engine against ecomla's own, in the same run. */
+/** One (model, batch, context) cell: ecomla's engine, and the compared engine in the same run when there is one. */
 export interface DecodeCell {
+  model: string;
   batch: number;
   context: number;
   ecomla: DecodeTiming;
-  other: DecodeTiming;
+  other?: DecodeTiming;
   /** ecomla tokens/s ÷ the other engine's (≥ 1: ecomla's own engine is not slower). */
-  ecomlaVsOther: number;
+  ecomlaVsOther?: number;
+  /** Bytes read per decode step (weights once + every sequence's cache) ÷ tokens in the step. */
+  bytesReadPerToken: number;
+  /** (bytes read per step ÷ step time) ÷ the memory bandwidth measured in this run (STREAM add on the backend). */
+  rooflineFraction?: number;
+  /** ecomla tokens/s ÷ the first model's at the same batch and context (the base, when models after it are its conversions). */
+  vsFirstModel?: number;
+}
+
+/** What a model folder costs per decoded token. */
+export interface DecodeModelInfo {
+  model: string;
+  cachedElementsPerToken: number;
+  /** Cache bytes per token as ecomla holds it (f32). */
+  cacheBytesPerToken: number;
+  /** The same at 16-bit storage (as HF serves bf16 models). */
+  cacheBytesPerToken16: number;
+  /** First model's cache bytes per token ÷ this one's. */
+  cacheRatioVsFirst: number;
+  /** Bytes of the weights as held in memory. */
+  weightBytes: number;
 }
 
 /** Prefill in chunks of this many positions (untimed), so prefill memory stays bounded at long contexts. */
@@ -79,47 +102,75 @@ function withPositions(dir: string, positions: number, work: string): { dir: str
   return { dir: copy, extended: true };
 }
 
-/** Run the decode benchmark: every (batch, context) on ecomla's engine and on the compared one. */
+/** Bytes of a loaded model's weights (ecomla's engine; 0 when the engine does not say). */
+function weightBytesOf(model: EngineModel): number {
+  if (!(model instanceof EcomlaEngineModel)) return 0;
+  return model.model.namedParameters().reduce((n, [, t]) => n + t.size * 4, 0);
+}
+
+/** Run the decode benchmark: every model × (batch, context) on ecomla's engine, and on the compared one unless --engine none. */
 export async function benchDecode(pipeline: Pipeline, opts: BenchDecodeOptions): Promise<Record<string, unknown>> {
   const batches = intList(opts.batch, "--batch");
   const contexts = intList(opts.context, "--context");
   const tokens = intList(opts.tokens, "--tokens")[0]!;
-  if (opts.engine === "ecomla") throw new ConfigError("bench decode: --engine names the engine to compare with ecomla's own (e.g. onnxruntime)");
+  const models = Array.isArray(opts.model) ? opts.model : [opts.model];
+  if (opts.engine === "ecomla") throw new ConfigError("bench decode: --engine names the engine to compare with ecomla's own (e.g. onnxruntime), or none");
+  const compare = opts.engine !== "none";
   const threads = opts.threads ?? String(Number(process.env.ECOMLA_NUM_THREADS) || availableParallelism());
+  const triad = opts.triad === false ? null : await streamAddBandwidth(await resolveBackend(pipeline, opts.backend));
+  if (triad && !opts.json) process.stdout.write(`memory bandwidth (STREAM add, ${triad.kernel}): ${(triad.bytesPerSecond / 1e9).toFixed(1)} GB/s\n`);
   const work = mkdtempSync(join(tmpdir(), "ecomla-bench-decode-"));
+  const cells: DecodeCell[] = [];
+  const infos: DecodeModelInfo[] = [];
+  let extendedTo: number | null = null;
   try {
-    const needed = Math.max(...contexts) + tokens + 1;
-    const { dir, extended } = withPositions(opts.model, needed, work);
-    const ours = await loadEngineModel(pipeline, { engine: "ecomla", backend: opts.backend }, dir);
-    const flags: EngineFlags = { engine: opts.engine, ep: opts.ep, threads };
-    const other = await loadEngineModel(pipeline, flags, dir);
-    const cells: DecodeCell[] = [];
-    try {
-      for (const context of contexts) {
-        for (const batch of batches) {
-          const a = await timeDecode(ours.model, batch, context, tokens, 1);
-          const b = await timeDecode(other.model, batch, context, tokens, 1);
-          const cell: DecodeCell = {
-            batch, context,
-            ecomla: { engine: "ecomla", device: ours.device, ...a },
-            other: { engine: other.engine, device: other.device, ...b },
-            ecomlaVsOther: a.tokensPerSecond / b.tokensPerSecond,
-          };
-          cells.push(cell);
-          if (!opts.json) {
-            process.stdout.write(
-              `batch ${batch}, context ${context}: ecomla (${ours.device}) ${a.tokensPerSecond.toFixed(1)} tok/s, ${other.engine} (${other.device}) ${b.tokensPerSecond.toFixed(1)} tok/s — ecomla ${cell.ecomlaVsOther.toFixed(2)}× ${other.engine}\n`,
-            );
+    for (const [m, modelDir] of models.entries()) {
+      const needed = Math.max(...contexts) + tokens + 1;
+      const { dir, extended } = withPositions(modelDir, needed, join(work, String(m)));
+      if (extended) extendedTo = needed;
+      const ours = await loadEngineModel(pipeline, { engine: "ecomla", backend: opts.backend }, dir);
+      const other = compare ? await loadEngineModel(pipeline, { engine: opts.engine, ep: opts.ep, threads } satisfies EngineFlags, dir) : null;
+      const cacheBytesPerToken = ours.model.cachedElementsPerToken * 4;
+      const weightBytes = weightBytesOf(ours.model);
+      const info: DecodeModelInfo = {
+        model: modelDir, cachedElementsPerToken: ours.model.cachedElementsPerToken, cacheBytesPerToken, cacheBytesPerToken16: ours.model.cachedElementsPerToken * 2,
+        cacheRatioVsFirst: infos.length ? infos[0]!.cacheBytesPerToken / cacheBytesPerToken : 1, weightBytes,
+      };
+      infos.push(info);
+      try {
+        for (const context of contexts) {
+          for (const batch of batches) {
+            const a = await timeDecode(ours.model, batch, context, tokens, 1);
+            const b = other ? await timeDecode(other.model, batch, context, tokens, 1) : null;
+            const bytesPerStep = weightBytes + batch * context * cacheBytesPerToken;
+            const first = cells.find((c) => c.model === models[0] && c.batch === batch && c.context === context);
+            const cell: DecodeCell = {
+              model: modelDir, batch, context,
+              ecomla: { engine: "ecomla", device: ours.device, ...a },
+              ...(b && other ? { other: { engine: other.engine, device: other.device, ...b }, ecomlaVsOther: a.tokensPerSecond / b.tokensPerSecond } : {}),
+              bytesReadPerToken: bytesPerStep / batch,
+              ...(triad && weightBytes ? { rooflineFraction: bytesPerStep / (a.msPerStep / 1000) / triad.bytesPerSecond } : {}),
+              ...(m > 0 && first ? { vsFirstModel: a.tokensPerSecond / first.ecomla.tokensPerSecond } : {}),
+            };
+            cells.push(cell);
+            if (!opts.json) {
+              const parts = [`${modelDir} batch ${batch}, context ${context}: ecomla (${ours.device}) ${a.tokensPerSecond.toFixed(1)} tok/s`];
+              if (cell.other) parts.push(`${cell.other.engine} ${cell.other.tokensPerSecond.toFixed(1)} tok/s (ecomla ${cell.ecomlaVsOther!.toFixed(2)}×)`);
+              if (cell.rooflineFraction !== undefined) parts.push(`${(cell.rooflineFraction * 100).toFixed(0)}% of the bandwidth roofline`);
+              if (cell.vsFirstModel !== undefined) parts.push(`${cell.vsFirstModel.toFixed(2)}× the first model`);
+              process.stdout.write(parts.join(", ") + "\n");
+            }
           }
         }
+      } finally {
+        ours.model.free();
+        await other?.model.free();
       }
-    } finally {
-      ours.model.free();
-      await other.model.free();
     }
     return {
-      model: opts.model, cachedElementsPerToken: ours.model.cachedElementsPerToken, decodeTokensTimed: tokens, threads: Number(threads),
-      ...(extended ? { maxPositionEmbeddingsRaisedTo: needed } : {}), cells,
+      model: models[0], cachedElementsPerToken: infos[0]!.cachedElementsPerToken, models: infos, decodeTokensTimed: tokens, threads: Number(threads),
+      ...(triad ? { memoryBandwidthBytesPerSecond: Math.round(triad.bytesPerSecond), bandwidthKernel: triad.kernel } : {}),
+      ...(extendedTo ? { maxPositionEmbeddingsRaisedTo: extendedTo } : {}), cells,
     };
   } finally {
     rmSync(work, { recursive: true, force: true });
@@ -130,15 +181,16 @@ export async function benchDecode(pipeline: Pipeline, opts: BenchDecodeOptions):
 export function benchDecodeCommand(bench: Command): void {
   bench
     .command("decode")
-    .description("decode tokens/s of an inference engine (e.g. onnxruntime) against ecomla's own engine on the same model, in the same run")
-    .requiredOption("-m, --model <dir>", "model folder (Llama, X-EcoMLA or hybrid checkpoint)")
-    .option("--engine <name>", "engine to compare with ecomla's own", "onnxruntime")
+    .description("decode tokens/s and cache bytes per token of one or more models (e.g. a GQA base and its MLA conversions), against the memory-bandwidth roofline and another inference engine (e.g. onnxruntime), in the same run")
+    .requiredOption("-m, --model <dirs...>", "model folders (Llama, X-EcoMLA or hybrid checkpoints); models after the first are compared with it")
+    .option("--engine <name>", "engine to compare with ecomla's own, or none", "onnxruntime")
     .option("--ep <provider>", "execution provider of the compared engine (cpu, webgpu)")
     .option("-b, --backend <name>", "tensor backend of ecomla's engine (default: cpu when installed)")
     .option("--batch <list>", "batch sizes", "1,8")
     .option("--context <list>", "positions filled before timing", "512,4096")
     .option("--tokens <n>", "timed decode steps per cell", "16")
     .option("--threads <n>", "threads of the compared engine (default: ECOMLA_NUM_THREADS, else every core, as ecomla's CPU backend)")
+    .option("--no-triad", "skip the STREAM-style bandwidth measurement (the roofline fractions need it)")
     .option("--json", "print one JSON object instead of text")
     .action(async (opts: BenchDecodeOptions, cmd: Command) => {
       const pipeline = await openPipeline(cmd.optsWithGlobals<GlobalOptions>());
