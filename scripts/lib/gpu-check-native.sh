@@ -17,7 +17,8 @@
 #   3. bench-kernels.json   `ecomla bench kernels --backend cuda` (GEMM vs cuBLAS direct, attention and KL
 #                     vs PyTorch eager on the same GPU);
 #   4. bench-train.json     `ecomla bench train --backend cuda` against the same step in PyTorch eager on
-#                     the GPU (bench/torch_on_cuda.py runs the CPU baseline script with device "cuda").
+#                     the GPU (bench/torch_on_cuda.py runs the CPU baseline script with device "cuda");
+#   5. bench-decode.json    `ecomla bench decode --backend cuda` on the tiny teacher (ecomla's engine).
 # Budget: about 3-5 minutes on an H100 (conformance ~1 min, benches ~1-2 min each).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -194,6 +195,10 @@ cat "$RESULTS/bench-kernels.json" || true
 echo "== 4. bench train --backend $MODE (PyTorch eager on the same GPU)"
 ECOMLA_PYTHON="$SHIM" timeout 600 "$NODE" packages/cli/dist/bin.js bench train --backend "$MODE" --repeats "${ECOMLA_GPU_CHECK_REPEATS:-10}" --json > "$RESULTS/bench-train.json" || status=1
 cat "$RESULTS/bench-train.json" || true
+
+echo "== 5. bench decode --backend $MODE (the bundled tiny teacher; tokens/s and the bandwidth roofline; its max positions are 512)"
+timeout 300 "$NODE" packages/cli/dist/bin.js bench decode -m examples/tiny-llama --engine none --backend "$MODE" --batch 1,8,64 --context 128,448 --json > "$RESULTS/bench-decode.json" || status=1
+cat "$RESULTS/bench-decode.json" || true
 
 echo "gpu-check: done (exit $status); results in $RESULTS"
 exit "$status"
