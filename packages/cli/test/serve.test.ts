@@ -214,3 +214,37 @@ t.test("a client that disconnects frees its cache", async (t) => {
   const ok = await post("/v1/completions", { prompt: "The", max_tokens: 2 });
   t.equal(ok.status, 200, "still serving");
 });
+
+t.test("an MLA conversion: greedy tokens = `ecomla generate`, concurrent = alone, the cache holds the latent only", async (t) => {
+  const mla = join(modelDir, "mla");
+  const conv = spawnSync(process.execPath, [bin, "convert", "-m", teacher, "-o", mla, "--kv-rank", "32", "--rope-dim", "8", "--q-rank", "none"], { encoding: "utf8" });
+  t.equal(conv.status, 0, conv.stderr);
+  const server = await startServer(mla, ["--max-batch", "8"]);
+  try {
+    const ask = async (body: object) => {
+      const r = await fetch(server.url + "/v1/completions", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ max_tokens: 10, temperature: 0, logprobs: 0, return_tokens_as_token_ids: true, ...body }) });
+      return ids(((await r.json()) as any).choices[0].logprobs.tokens);
+    };
+    const prompts = ["The president said", "In the year", "Our country is", "We the people of the United States"];
+    for (const prompt of prompts.slice(0, 2)) {
+      const gen = spawnSync(process.execPath, [bin, "generate", "-m", mla, "--prompt", prompt, "-n", "10", "--json"], { encoding: "utf8" });
+      t.same(await ask({ prompt }), JSON.parse(gen.stdout).tokens, `"${prompt}": server = ecomla generate`);
+    }
+    const alone = [];
+    for (const prompt of prompts) alone.push(await ask({ prompt }));
+    t.same(await Promise.all(prompts.map((prompt) => ask({ prompt }))), alone, "concurrent = alone");
+    // While one long stream runs, the caches hold (prompt + max_tokens) × 6 layers × (r_kv 32 + d_rope 8) f32.
+    const controller = new AbortController();
+    const r = await fetch(server.url + "/v1/completions", {
+      method: "POST", headers: { "content-type": "application/json" }, signal: controller.signal,
+      body: JSON.stringify({ prompt: [5, 6, 7], max_tokens: 400, temperature: 0.8, stream: true }),
+    });
+    await r.body!.getReader().read();
+    const text = await (await fetch(server.url + "/metrics")).text();
+    const bytes = Number(/^ecomla_cache_bytes (\S+)/m.exec(text)?.[1]);
+    t.equal(bytes, (3 + 400) * 6 * (32 + 8) * 4, `cache bytes ${bytes} = latent only (GQA would hold ${(3 + 400) * 6 * 256 * 4})`);
+    controller.abort();
+  } finally {
+    server.child.kill("SIGTERM");
+  }
+});
