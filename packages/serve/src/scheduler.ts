@@ -144,7 +144,11 @@ export class Scheduler {
 
   private async run(): Promise<void> {
     while (this.waiting.length > 0 || this.running.length > 0) {
-      while (this.waiting.length > 0 && this.running.length < this.maxBatch) await this.admit(this.waiting.shift()!);
+      while (this.waiting.length > 0 && this.running.length < this.maxBatch) {
+        await this.admit(this.waiting.shift()!);
+        // Send the new sequence's first token now, not after every other prefill.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
       for (const seq of [...this.running]) if (seq.cancelled) this.end(seq, "cancelled");
       const batch = [...this.running];
       this.lastBatch = batch.length;
