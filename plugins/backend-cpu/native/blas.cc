@@ -31,6 +31,20 @@ void gemm(const GemmParams& p) {
         for (int64_t j = 0; j < p.n; j++) c[r * p.ldc + j] *= p.beta;
       continue;
     }
+    if (p.m == 1) {
+      // One row (a decode step's projections): a matrix-vector product. OpenBLAS's sgemm packs B
+      // for m = 1 and runs several times slower than its sgemv on the same bytes.
+      const float* b = p.b + i * p.strideB;
+      const blasint incx = p.transA ? (blasint)p.lda : 1;
+      if (p.transB) {  // B stored [n, k]: c = alpha·B·a + beta·c
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)p.n, (blasint)p.k, p.alpha, b, (blasint)p.ldb, p.a + i * p.strideA, incx,
+                    p.beta == 0.f ? 0.f : p.beta, c, 1);
+      } else {  // B stored [k, n]: c = alpha·Bᵀ·a + beta·c
+        cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)p.k, (blasint)p.n, p.alpha, b, (blasint)p.ldb, p.a + i * p.strideA, incx,
+                    p.beta == 0.f ? 0.f : p.beta, c, 1);
+      }
+      continue;
+    }
     cblas_sgemm(CblasRowMajor, ta, tb, (blasint)p.m, (blasint)p.n, (blasint)p.k, p.alpha, p.a + i * p.strideA,
                 (blasint)p.lda, p.b + i * p.strideB, (blasint)p.ldb, p.beta == 0.f ? 0.f : p.beta, c, (blasint)p.ldc);
   }

@@ -1,6 +1,8 @@
 // Fused causal attention, FlashAttention-2 style: scores live only as one (BQ × BK) tile at a time;
 // the forward keeps an online softmax per query row and saves the log-sum-exp for the backward,
 // which recomputes each tile's probabilities from it.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <vector>
 
@@ -40,10 +42,116 @@ inline void load_transposed(float* dst, int64_t ldRows, const float* src, int64_
   }
 }
 
+constexpr int64_t kMinTaskWork = int64_t(1) << 21;
+
 // Mask past `valid` columns of one score row to −inf (the causal edge and the key tail).
 inline void mask_row(float* row, int64_t valid) {
   for (int64_t j = std::max<int64_t>(valid, 0); j < BK; j++) row[j] = -INFINITY;
 }
+
+// Horizontal sum in log steps (the lane-by-lane hsum would cost more than a short dot product).
+inline float hsum_tree(vf v) {
+#if defined(__AVX512F__)
+  return _mm512_reduce_add_ps(reinterpret_cast<__m512&>(v));
+#elif defined(__AVX2__)
+  const __m256 x = reinterpret_cast<__m256&>(v);
+  __m128 r = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+  return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+#else
+  return hsum(v);
+#endif
+}
+
+// Σ a[i]·b[i] over n contiguous floats.
+inline float dot(const float* a, const float* b, int64_t n) {
+  vf acc{};
+  int64_t i = 0;
+  for (; i + VL <= n; i += VL) acc += vload(a + i) * vload(b + i);
+  float s = hsum_tree(acc);
+  for (; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+// row[s] = exp(row[s] − m) for s < n; returns their sum (m finite).
+inline float exp_shifted(float* row, int64_t n, float m) {
+  vf sum{};
+  const vf mv = vset1(m);
+  int64_t s = 0;
+  for (; s + VL <= n; s += VL) {
+    const vf e = vexp(vload(row + s) - mv);
+    vstore(row + s, e);
+    sum += e;
+  }
+  float total = hsum_tree(sum);
+  for (; s < n; s++) total += (row[s] = std::exp(row[s] - m));
+  return total;
+}
+
+// y[i] += a·x[i] over n contiguous floats.
+inline void axpy(float* y, float a, const float* x, int64_t n) {
+  const vf av = vset1(a);
+  int64_t i = 0;
+  for (; i + VL <= n; i += VL) vstore(y + i, vload(y + i) + av * vload(x + i));
+  for (; i < n; i++) y[i] += a * x[i];
+}
+
+// Few query rows against a long key sequence (a decode step): the (BQ × BK) tiles of the flash path
+// would be mostly padding and their packing would cost as much as the products, so each task (one
+// batch element and kv head) streams its contiguous key rows once through dot products with all
+// G·T query rows of the group, then its value rows once through weighted sums.
+void attention_few_queries(const AttentionParams& p,
+                           float* out,  // (B, T, Hq, Dv)
+                           float* lse   // (B, Hq, T) or null
+) {
+  const int64_t T = p.T, S = p.S, Hq = p.Hq, Hkv = p.Hkv, G = Hq / Hkv, diag = S - T, R = G * T;
+  const int64_t taskWork = R * S * (p.Dqk + p.Dv);
+  parallel_for(p.B * Hkv, std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(taskWork, 1)), [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> sv, rv;
+    float* scores = scratch(sv, R * S);  // (G·T, S), row r = g·T + t
+    float* rowMax = scratch(rv, 2 * R);
+    float* rowSum = rowMax + R;
+    for (int64_t task = t0; task < t1; task++) {
+      const int64_t b = task / Hkv, hk = task % Hkv;
+      const float* kBase = p.k + b * p.kStrides[0] + hk * p.kStrides[2];
+      const float* vBase = p.v + b * p.vStrides[0] + hk * p.vStrides[2];
+      const float* qBase = p.q + b * p.qStrides[0] + hk * G * p.qStrides[2];
+      for (int64_t s = 0; s < S; s++) {
+        const float* kRow = kBase + s * p.kStrides[1];
+        for (int64_t g = 0; g < G; g++)
+          for (int64_t t = 0; t < T; t++)
+            scores[(g * T + t) * S + s] = !p.causal || s <= t + diag ? p.scale * dot(qBase + g * p.qStrides[2] + t * p.qStrides[1], kRow, p.Dqk) : -INFINITY;
+      }
+      for (int64_t r = 0; r < R; r++) {
+        float* row = scores + r * S;
+        float m = -INFINITY;
+        for (int64_t s = 0; s < S; s++) m = std::max(m, row[s]);
+        float l = 0;
+        if (m == -INFINITY) std::fill_n(row, S, 0.f);
+        else l = exp_shifted(row, S, m);
+        rowMax[r] = m;
+        rowSum[r] = l;
+        const float inv = l > 0 ? 1.f / l : 0.f;
+        for (int64_t s = 0; s < S; s++) row[s] *= inv;
+        const int64_t g = r / T, t = r % T;
+        std::fill_n(out + ((b * T + t) * Hq + hk * G + g) * p.Dv, p.Dv, 0.f);
+      }
+      for (int64_t s = 0; s < S; s++) {
+        const float* vRow = vBase + s * p.vStrides[1];
+        for (int64_t r = 0; r < R; r++) {
+          const float w = scores[r * S + s];
+          if (w != 0.f) axpy(out + ((b * T + r % T) * Hq + hk * G + r / T) * p.Dv, w, vRow, p.Dv);
+        }
+      }
+      if (lse)
+        for (int64_t r = 0; r < R; r++)
+          lse[(b * Hq + hk * G + r / T) * T + r % T] = rowSum[r] > 0 ? rowMax[r] + std::log(rowSum[r]) : -INFINITY;
+    }
+  });
+}
+
+// Query rows up to which a forward takes the few-queries path instead of the tiled one.
+constexpr int64_t kFewQueries = 4;
 
 }  // namespace
 
@@ -51,9 +159,14 @@ void attention_forward(const AttentionParams& p,
                        float* out,  // (B, T, Hq, Dv)
                        float* lse   // (B, Hq, T) or null
 ) {
+  if (p.T <= kFewQueries) return attention_few_queries(p, out, lse);
   const int64_t T = p.T, S = p.S, Hq = p.Hq, G = p.Hq / p.Hkv, diag = p.S - p.T;
   const int64_t Dp = round16(p.Dqk), Dvp = round16(p.Dv), nQB = (T + BQ - 1) / BQ;
-  parallel_for(p.B * Hq * nQB, 1, [&](int64_t t0, int64_t t1) {
+  // A decode step's task (one query row against the cache) is tiny; hand a worker at least
+  // kMinTaskWork multiply-adds (tile products + packing), else waking it costs more than the work.
+  const int64_t taskWork = (std::min<int64_t>(BQ, T) + 1) * S * (Dp + Dvp);
+  const int64_t grain = std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(taskWork, 1));
+  parallel_for(p.B * Hq * nQB, grain, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> qv, ktv, vbv, sv, ov, mv, lv;
     float *Qs = scratch(qv, BQ * Dp), *Kt = scratch(ktv, Dp * BK), *Vb = scratch(vbv, BK * Dvp);
     float *Sb = scratch(sv, BQ * BK), *O = scratch(ov, BQ * Dvp), *m = scratch(mv, BQ), *l = scratch(lv, BQ);

@@ -58,7 +58,12 @@ class Pool {
     tl_inside = true;
     work();
     tl_inside = false;
-    while (job_.pending.load(std::memory_order_acquire) != 0) _mm_pause();
+    // Spin briefly, then yield: on a loaded machine the worker we wait for may be waiting for
+    // this very core, and spinning through our time slice would only delay it.
+    for (int spins = 0; job_.pending.load(std::memory_order_acquire) != 0; spins++) {
+      if (spins < 2000) _mm_pause();
+      else std::this_thread::yield();
+    }
   }
 
  private:
