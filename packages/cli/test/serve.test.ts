@@ -248,3 +248,20 @@ t.test("an MLA conversion: greedy tokens = `ecomla generate`, concurrent = alone
     server.child.kill("SIGTERM");
   }
 });
+
+t.test("--engine onnxruntime serves the same greedy tokens as the ecomla engine", async (t) => {
+  const mla = join(modelDir, "mla");
+  const prompts = ["The president said", "We the people"];
+  const servers = [await startServer(mla), await startServer(mla, ["--engine", "onnxruntime"])];
+  try {
+    for (const prompt of prompts) {
+      const [ours, ort] = await Promise.all(servers.map(async (s) => {
+        const r = await fetch(s.url + "/v1/completions", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt, max_tokens: 8, temperature: 0, logprobs: 0, return_tokens_as_token_ids: true }) });
+        return ids(((await r.json()) as any).choices[0].logprobs.tokens);
+      }));
+      t.same(ort, ours, `"${prompt}": onnxruntime = ecomla`);
+    }
+  } finally {
+    for (const s of servers) s.child.kill("SIGTERM");
+  }
+});
