@@ -16,6 +16,7 @@ import {
   type BackendCapabilities,
   type BackendMemoryStats,
   type BackendPrimitives,
+  type CopyStridedArgs,
   type BinaryOp,
   type DType,
   type DeviceBuffer,
@@ -182,18 +183,9 @@ export class MinimalBackend implements BackendPrimitives {
   }
 
   /** dst[dstOffset + Σ i·dstStrides] (+)= src[srcOffset + Σ i·srcStrides] for every index i of shape (rank ≤ 6), one dtype. */
-  copyStrided(args: Parameters<BackendPrimitives["copyStrided"]>[0]): void {
-    const k = "copyStrided";
+  copyStrided(args: CopyStridedArgs): void {
     const { shape, srcStrides, dstStrides, accumulate } = args;
-    const srcOffset = args.srcOffset ?? 0;
-    const dstOffset = args.dstOffset ?? 0;
-    this.checks.shape(k, "shape", shape, 6);
-    if (srcStrides.length !== shape.length || dstStrides.length !== shape.length) this.checks.fail(k, `shape [${shape}] needs ${shape.length} strides, found src [${srcStrides}], dst [${dstStrides}]`);
-    const src = this.checks.own(k, "src", args.src);
-    const dst = this.checks.own(k, "dst", args.dst);
-    this.checks.dtype(k, "dst", dst, src.dtype);
-    this.checks.span(k, "src", src, stridedSpan(srcOffset, shape, srcStrides));
-    this.checks.span(k, "dst", dst, stridedSpan(dstOffset, shape, dstStrides));
+    const { src, dst, srcOffset, dstOffset } = this.checks.copyStrided(args);
     const dims = shape.length > 0 ? shape : [1]; // a rank-0 copy is one element
     const from = src === dst ? src.data.slice() : src.data; // read the values from before the call
     const to = dst.data;

@@ -22,6 +22,7 @@ import {
   type BackendCapabilities,
   type BackendMemoryStats,
   type BinaryOp,
+  type CopyStridedArgs,
   type CrossEntropyArgs,
   type DType,
   type DeviceBuffer,
@@ -324,33 +325,9 @@ export class GpuBackend implements TensorBackend {
     if (n > 0) this.native.fill(b.ptr, DTYPE_ID[b.dtype], value, n, offset);
   }
 
-  copyStrided(args: {
-    src: DeviceBuffer;
-    srcOffset?: number;
-    srcStrides: readonly number[];
-    dst: DeviceBuffer;
-    dstOffset?: number;
-    dstStrides: readonly number[];
-    shape: readonly number[];
-    accumulate?: boolean;
-  }): void {
-    const k = "copyStrided";
+  copyStrided(args: CopyStridedArgs): void {
     const { shape, srcStrides, dstStrides } = args;
-    const srcOffset = args.srcOffset ?? 0;
-    const dstOffset = args.dstOffset ?? 0;
-    const src = this.checks.own(k, "src", args.src);
-    const dst = this.checks.own(k, "dst", args.dst);
-    if (src.dtype !== dst.dtype) this.fail(k, `src has dtype ${src.dtype} but dst has dtype ${dst.dtype}; they must match`);
-    this.shape(k, "shape", shape);
-    if (srcStrides.length !== shape.length || dstStrides.length !== shape.length) {
-      this.fail(k, `shape [${shape.join(", ")}] needs ${shape.length} strides, found srcStrides [${srcStrides.join(", ")}], dstStrides [${dstStrides.join(", ")}]`);
-    }
-    for (const s of [...srcStrides, ...dstStrides, srcOffset, dstOffset]) {
-      if (!Number.isInteger(s)) this.fail(k, `strides and offsets must be integers, found ${s}`);
-    }
-    const srcSpan = stridedSpan(srcOffset, shape, srcStrides);
-    this.checks.span(k, "src", src, srcSpan);
-    this.checks.span(k, "dst", dst, stridedSpan(dstOffset, shape, dstStrides));
+    const { src, dst, srcOffset, dstOffset, srcSpan } = this.checks.copyStrided(args, 6);
     if (srcSpan === null) return;
     const packed = new Float64Array([shape.length, ...shape, ...srcStrides, ...dstStrides]);
     this.unaliased([src], [dst], ([s]) => this.native.copyStrided(s!, srcOffset, dst.ptr, dstOffset, DTYPE_ID[src.dtype], packed, args.accumulate === true));

@@ -15,6 +15,7 @@ import {
   type BackendCapabilities,
   type BackendMemoryStats,
   type BinaryOp,
+  type CopyStridedArgs,
   type CrossEntropyArgs,
   type DType,
   type DeviceBuffer,
@@ -174,33 +175,9 @@ export class CpuBackend implements TensorBackend {
     if (n > 0) this.native.fill(b.block, DTYPE_CODE[b.dtype], value, n, offset);
   }
 
-  copyStrided(args: {
-    src: DeviceBuffer;
-    srcOffset?: number;
-    srcStrides: readonly number[];
-    dst: DeviceBuffer;
-    dstOffset?: number;
-    dstStrides: readonly number[];
-    shape: readonly number[];
-    accumulate?: boolean;
-  }): void {
-    const k = "copyStrided";
+  copyStrided(args: CopyStridedArgs): void {
     const { shape, srcStrides, dstStrides } = args;
-    const srcOffset = args.srcOffset ?? 0;
-    const dstOffset = args.dstOffset ?? 0;
-    const src = this.checks.own(k, "src", args.src);
-    const dst = this.checks.own(k, "dst", args.dst);
-    if (src.dtype !== dst.dtype) fail(k, `src has dtype ${src.dtype} but dst has dtype ${dst.dtype}; they must match`);
-    checkShape(k, "shape", shape);
-    if (srcStrides.length !== shape.length || dstStrides.length !== shape.length) {
-      fail(k, `shape [${shape.join(", ")}] needs ${shape.length} strides, found srcStrides [${srcStrides.join(", ")}], dstStrides [${dstStrides.join(", ")}]`);
-    }
-    for (const s of [...srcStrides, ...dstStrides, srcOffset, dstOffset]) {
-      if (!Number.isInteger(s)) fail(k, `strides and offsets must be integers, found ${s}`);
-    }
-    const srcSpan = stridedSpan(srcOffset, shape, srcStrides);
-    this.checks.span(k, "src", src, srcSpan);
-    this.checks.span(k, "dst", dst, stridedSpan(dstOffset, shape, dstStrides));
+    const { src, dst, srcOffset, dstOffset, srcSpan } = this.checks.copyStrided(args, 6);
     if (srcSpan === null) return;
     let source = src.block;
     let sourceOffset = srcOffset;

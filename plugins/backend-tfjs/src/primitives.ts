@@ -12,6 +12,7 @@ import {
   type BackendCapabilities,
   type BackendMemoryStats,
   type BinaryOp,
+  type CopyStridedArgs,
   type DType,
   type DeviceBuffer,
   type GemmArgs,
@@ -38,18 +39,6 @@ export class TfjsBuffer implements DeviceBuffer {
     readonly dtype: DType,
     readonly length: number,
   ) {}
-}
-
-/** Strided copy arguments (as in the contract). */
-export interface CopyArgs {
-  src: DeviceBuffer;
-  srcOffset?: number;
-  srcStrides: readonly number[];
-  dst: DeviceBuffer;
-  dstOffset?: number;
-  dstStrides: readonly number[];
-  shape: readonly number[];
-  accumulate?: boolean;
 }
 
 const INV_SQRT2 = Math.SQRT1_2;
@@ -300,23 +289,9 @@ export class TfjsPrimitives implements TensorBackend {
     this.update(b, (old) => this.spliced(old, offset, tf.fill([n], encodeValue(b.dtype, value), tfDtype(b.dtype))));
   }
 
-  copyStrided(args: CopyArgs): void {
-    const k = "copyStrided";
+  copyStrided(args: CopyStridedArgs): void {
     const { shape, srcStrides, dstStrides } = args;
-    const srcOffset = args.srcOffset ?? 0;
-    const dstOffset = args.dstOffset ?? 0;
-    const src = this.checks.own(k, "src", args.src);
-    const dst = this.checks.own(k, "dst", args.dst);
-    if (src.dtype !== dst.dtype) this.checks.fail(k, `src has dtype ${src.dtype} but dst has dtype ${dst.dtype}; they must match`);
-    this.checks.shape(k, "shape", shape, 6);
-    if (srcStrides.length !== shape.length || dstStrides.length !== shape.length) {
-      this.checks.fail(k, `shape [${shape.join(", ")}] needs ${shape.length} strides, found srcStrides [${srcStrides.join(", ")}], dstStrides [${dstStrides.join(", ")}]`);
-    }
-    [...srcStrides, ...dstStrides, srcOffset, dstOffset].forEach((s) => {
-      if (!Number.isInteger(s)) this.checks.fail(k, `strides and offsets must be integers, found ${s}`);
-    });
-    this.checks.span(k, "src", src, stridedSpan(srcOffset, shape, srcStrides));
-    this.checks.span(k, "dst", dst, stridedSpan(dstOffset, shape, dstStrides));
+    const { src, dst, srcOffset, dstOffset } = this.checks.copyStrided(args);
     if (numel(shape) === 0) return;
     const half = dst.dtype === "bf16" || dst.dtype === "f16";
     if (!isInjective(shape, dstStrides) || (args.accumulate && half)) {

@@ -13,6 +13,7 @@ import {
   type BackendCapabilities,
   type BackendMemoryStats,
   type BinaryOp,
+  type CopyStridedArgs,
   type CrossEntropyArgs,
   type DType,
   type DeviceBuffer,
@@ -236,20 +237,8 @@ export class WebGpuBackend implements TensorBackend, Launcher {
     layout.fill(this, b.dtype, b.gpu, bits, n, offset);
   }
 
-  copyStrided(args: {
-    src: DeviceBuffer;
-    srcOffset?: number;
-    srcStrides: readonly number[];
-    dst: DeviceBuffer;
-    dstOffset?: number;
-    dstStrides: readonly number[];
-    shape: readonly number[];
-    accumulate?: boolean;
-  }): void {
-    const src = this.checks.own("copyStrided", "src", args.src);
-    const dst = this.checks.own("copyStrided", "dst", args.dst);
-    if (src.dtype !== dst.dtype) throw new ShapeError(`WebGpuBackend.copyStrided: src has dtype ${src.dtype} but dst has dtype ${dst.dtype}; they must match`);
-    if (args.shape.length > 6) throw new ShapeError(`WebGpuBackend.copyStrided: rank must be ≤ 6, found shape [${args.shape.join(", ")}]`);
+  copyStrided(args: CopyStridedArgs): void {
+    const { src, dst } = this.checks.copyStrided(args);
     layout.copyStrided(this, dst.dtype, src.gpu, args.srcOffset ?? 0, args.srcStrides, dst.gpu, args.dstOffset ?? 0, args.dstStrides, args.shape, args.accumulate ?? false);
   }
 

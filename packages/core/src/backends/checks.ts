@@ -2,7 +2,7 @@
 // the reference backend and the plugin backends (cpu, webgpu) hold one `BackendChecks` each, so
 // their errors read the same ("CpuBackend.gemm: argument 'a' …").
 import { EcomlaError, ShapeError } from "../errors.js";
-import type { BackendMemoryStats, DType, DeviceBuffer } from "../interfaces/backend.js";
+import type { BackendMemoryStats, CopyStridedArgs, DType, DeviceBuffer } from "../interfaces/backend.js";
 
 /** A backend's buffer as the checks see it: which backend instance made it, and whether it was freed. */
 export interface OwnedBuffer extends DeviceBuffer {
@@ -93,6 +93,32 @@ export class BackendChecks<B extends OwnedBuffer> extends ArgumentChecks {
 
   dtype(kernel: string, arg: string, buf: B, dtype: DType): void {
     if (buf.dtype !== dtype) this.fail(kernel, `argument '${arg}' has dtype ${buf.dtype}, expected ${dtype}`);
+  }
+
+  /**
+   * copyStrided's checks: both buffers ours and of one dtype, rank ≤ maxRank, one stride per
+   * dimension, integer strides and offsets, both views inside their buffers. Returns the buffers,
+   * the offsets (defaults applied) and the source's element span (null: the copy is empty).
+   */
+  copyStrided(args: CopyStridedArgs, maxRank = 6): { src: B; dst: B; srcOffset: number; dstOffset: number; srcSpan: [number, number] | null } {
+    const k = "copyStrided";
+    const { shape, srcStrides, dstStrides } = args;
+    const srcOffset = args.srcOffset ?? 0;
+    const dstOffset = args.dstOffset ?? 0;
+    const src = this.own(k, "src", args.src);
+    const dst = this.own(k, "dst", args.dst);
+    if (src.dtype !== dst.dtype) this.fail(k, `src has dtype ${src.dtype} but dst has dtype ${dst.dtype}; they must match`);
+    this.shape(k, "shape", shape, maxRank);
+    if (srcStrides.length !== shape.length || dstStrides.length !== shape.length) {
+      this.fail(k, `shape [${shape.join(", ")}] needs ${shape.length} strides, found srcStrides [${srcStrides.join(", ")}], dstStrides [${dstStrides.join(", ")}]`);
+    }
+    for (const s of [...srcStrides, ...dstStrides, srcOffset, dstOffset]) {
+      if (!Number.isInteger(s)) this.fail(k, `strides and offsets must be integers, found ${s}`);
+    }
+    const srcSpan = stridedSpan(srcOffset, shape, srcStrides);
+    this.span(k, "src", src, srcSpan);
+    this.span(k, "dst", dst, stridedSpan(dstOffset, shape, dstStrides));
+    return { src, dst, srcOffset, dstOffset, srcSpan };
   }
 
   /** `buf` is live, ours, of `dtype`, and holds elements [offset, offset+count). */

@@ -78,6 +78,19 @@ export interface AttentionView {
   strides?: readonly [number, number, number];
 }
 
+/** Arguments of {@link BackendPrimitives.copyStrided}: a strided N-d copy (rank ≤ 6), offsets and strides in elements. */
+export interface CopyStridedArgs {
+  src: DeviceBuffer;
+  srcOffset?: number;
+  srcStrides: readonly number[];
+  dst: DeviceBuffer;
+  dstOffset?: number;
+  dstStrides: readonly number[];
+  shape: readonly number[];
+  /** Add into dst instead of storing. */
+  accumulate?: boolean;
+}
+
 /** Batched, strided, row-major GEMM: C[i] = alpha · op(A[i]) · op(B[i]) + beta · C[i]. */
 export interface GemmArgs {
   /** Number of matrices in the batch (≥ 1). */
@@ -319,16 +332,7 @@ export interface BackendPrimitives {
    * Covers permute, slice, concat and broadcast (stride 0). `accumulate` adds instead of storing.
    * Same dtype on both sides (any dtype).
    */
-  copyStrided(args: {
-    src: DeviceBuffer;
-    srcOffset?: number;
-    srcStrides: readonly number[];
-    dst: DeviceBuffer;
-    dstOffset?: number;
-    dstStrides: readonly number[];
-    shape: readonly number[];
-    accumulate?: boolean;
-  }): void;
+  copyStrided(args: CopyStridedArgs): void;
   /** Convert n elements between dtypes (f32→bf16/f16 round to nearest even; i32↔f32 by value). */
   cast(src: DeviceBuffer, dst: DeviceBuffer, n: number): void;
 

@@ -12,6 +12,7 @@ import {
   type BackendCapabilities,
   type BackendMemoryStats,
   type BinaryOp,
+  type CopyStridedArgs,
   type CrossEntropyArgs,
   type DType,
   type DeviceBuffer,
@@ -185,33 +186,9 @@ export class ReferenceBackend implements TensorBackend {
     b.data.fill(encode(b.dtype, value), offset, offset + n);
   }
 
-  copyStrided(args: {
-    src: DeviceBuffer;
-    srcOffset?: number;
-    srcStrides: readonly number[];
-    dst: DeviceBuffer;
-    dstOffset?: number;
-    dstStrides: readonly number[];
-    shape: readonly number[];
-    accumulate?: boolean;
-  }): void {
-    const k = "copyStrided";
+  copyStrided(args: CopyStridedArgs): void {
     const { shape, srcStrides, dstStrides } = args;
-    const srcOffset = args.srcOffset ?? 0;
-    const dstOffset = args.dstOffset ?? 0;
-    const src = this.checks.own(k, "src", args.src);
-    const dst = this.checks.own(k, "dst", args.dst);
-    if (src.dtype !== dst.dtype) this.checks.fail(k, `src has dtype ${src.dtype} but dst has dtype ${dst.dtype}; they must match`);
-    if (shape.length > 6) this.checks.fail(k, `rank must be ≤ 6, found shape [${shape.join(", ")}]`);
-    if (srcStrides.length !== shape.length || dstStrides.length !== shape.length) {
-      this.checks.fail(k, `shape [${shape.join(", ")}] needs ${shape.length} strides, found srcStrides [${srcStrides.join(", ")}], dstStrides [${dstStrides.join(", ")}]`);
-    }
-    shape.forEach((d, i) => this.checks.ints(k, { [`shape[${i}]`]: d }));
-    [...srcStrides, ...dstStrides, srcOffset, dstOffset].forEach((s) => {
-      if (!Number.isInteger(s)) this.checks.fail(k, `strides and offsets must be integers, found ${s}`);
-    });
-    this.checks.span(k, "src", src, stridedSpan(srcOffset, shape, srcStrides));
-    this.checks.span(k, "dst", dst, stridedSpan(dstOffset, shape, dstStrides));
+    const { src, dst, srcOffset, dstOffset } = this.checks.copyStrided(args);
     const dtype = dst.dtype;
     const combine = !args.accumulate
       ? null
