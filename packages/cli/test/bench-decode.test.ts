@@ -41,3 +41,11 @@ t.test("bench decode: base and conversion, cache bytes, weight bytes, ratios", a
     }
   }
 });
+
+t.test("bench decode: a folder without config.json is a clear error before any timing", async (t) => {
+  const r = spawnSync(process.execPath, [bin, "bench", "decode", "-m", base, "/nonexistent-model-dir", "--engine", "none", "--context", "16", "--batch", "1"], { encoding: "utf8" });
+  t.equal(r.status, 2);
+  t.equal(r.stdout, "", "nothing was timed");
+  t.match(r.stderr, /^ecomla: cannot read \/nonexistent-model-dir\/config\.json: ENOENT/);
+  t.notMatch(r.stderr, /at .*\.js:\d+/, "no stack trace");
+});

@@ -2,7 +2,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { ConfigError, EcomlaEngineModel, Rng, type EngineModel, type Pipeline } from "@ecomla/core";
+import { ConfigError, EcomlaEngineModel, Rng, readLlamaConfig, type EngineModel, type Pipeline } from "@ecomla/core";
 import { openPipeline, resolveBackend, type GlobalOptions } from "../context.js";
 import { loadEngineModel, type EngineFlags } from "./engine-io.js";
 import { streamAddBandwidth } from "./stream-triad.js";
@@ -94,8 +94,9 @@ async function timeDecode(model: EngineModel, batch: number, context: number, to
  * not do: both engines read config.json). Weights are copied by reference where the filesystem allows.
  */
 function withPositions(dir: string, positions: number, work: string): { dir: string; extended: boolean } {
-  const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as { max_position_embeddings?: number };
-  if ((config.max_position_embeddings ?? 0) >= positions) return { dir, extended: false };
+  // Validated first, so a wrong folder is a clear error rather than a stack trace.
+  if (readLlamaConfig(join(dir, "config.json")).maxPositionEmbeddings >= positions) return { dir, extended: false };
+  const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
   const copy = join(work, "model");
   cpSync(dir, copy, { recursive: true, filter: (src) => !src.includes("node_modules") && !src.endsWith("/dist") });
   writeFileSync(join(copy, "config.json"), JSON.stringify({ ...config, max_position_embeddings: positions }, null, 2));
@@ -116,6 +117,7 @@ export async function benchDecode(pipeline: Pipeline, opts: BenchDecodeOptions):
   const models = Array.isArray(opts.model) ? opts.model : [opts.model];
   if (opts.engine === "ecomla") throw new ConfigError("bench decode: --engine names the engine to compare with ecomla's own (e.g. onnxruntime), or none");
   const compare = opts.engine !== "none";
+  for (const dir of models) readLlamaConfig(join(dir, "config.json")); // a wrong folder fails before any timing
   const threads = opts.threads ?? String(Number(process.env.ECOMLA_NUM_THREADS) || availableParallelism());
   const triad = opts.triad === false ? null : await streamAddBandwidth(await resolveBackend(pipeline, opts.backend));
   if (triad && !opts.json) process.stdout.write(`memory bandwidth (STREAM add, ${triad.kernel}): ${(triad.bytesPerSecond / 1e9).toFixed(1)} GB/s\n`);
