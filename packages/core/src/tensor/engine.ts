@@ -103,15 +103,17 @@ class Engine {
   /**
    * Reverse-mode differentiation from `root`. Gradients of leaf tensors that require grad are
    * accumulated into `.grad` (kept outside scopes: the optimizer owns them); intermediate
-   * gradients are freed as soon as they are consumed; the tape is cut afterwards.
+   * gradients are freed as soon as they are consumed; the tape is cut afterwards. Without
+   * `gradOutput` the seed is `ones()` (a scalar root only).
    */
-  backward(root: Tensor, gradOutput?: Tensor): void {
+  backward(root: Tensor, gradOutput?: Tensor, ones?: () => Tensor): void {
     root.assertLive("backward");
     if (!root.requiresGrad) throw new EcomlaError(`backward: ${root} does not require grad (no parameter reaches it, or it was computed under noGrad)`);
     let seed = gradOutput;
     if (!seed) {
       if (root.size !== 1) throw new ShapeError(`backward: root has shape [${root.shape.join(", ")}]; pass gradOutput for a non-scalar`);
-      seed = onesLike(root);
+      if (!ones) throw new EcomlaError("backward: no gradOutput and no way to make the default seed of ones");
+      seed = ones();
     } else if (seed.size !== root.size) {
       throw new ShapeError(`backward: gradOutput shape [${seed.shape.join(", ")}] does not match root [${root.shape.join(", ")}]`);
     }
@@ -184,14 +186,9 @@ class Engine {
   }
 }
 
-// backward() needs two ops. It does them itself rather than importing tensor/ops (which import
-// the engine): the engine depends on the Tensor type only, and no module installs anything.
-
-/** The default seed of backward(): ones shaped like root, made by root's own class. */
-function onesLike(root: Tensor): Tensor {
-  const TensorClass = root.constructor as typeof Tensor;
-  return TensorClass.full(root.backend, root.shape, 1, root.dtype);
-}
+// backward() needs two ops. It does not import tensor/ops (which import the engine): the default
+// seed comes from the caller (Tensor.backward), and gradient accumulation is done here, so the
+// engine depends on the Tensor type only and no module installs anything.
 
 /** target += source (same size), in place, outside autograd: gradient accumulation. */
 function addInto(target: Tensor, source: Tensor): void {

@@ -191,7 +191,7 @@ export class Tensor {
 
   /** Back-propagate from this tensor (a scalar unless gradOutput is given). */
   backward(gradOutput?: Tensor): void {
-    engine.backward(this, gradOutput);
+    engine.backward(this, gradOutput, () => Tensor.full(this.backend, this.shape, 1, this.dtype));
   }
 
   /** Mark as a parameter: gradients will flow to it. Returns this. */
