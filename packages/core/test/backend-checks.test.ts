@@ -48,3 +48,28 @@ t.test("stridedSpan: the elements a strided view touches", async (t) => {
   t.same(stridedSpan(9, [4], [-2]), [3, 10], "a negative stride walks down from the offset");
   t.equal(stridedSpan(0, [2, 0], [1, 1]), null, "an empty view touches nothing");
 });
+
+t.test("copyStrided and attention argument checks, shared by every backend", async (t) => {
+  const me = {};
+  const checks = new BackendChecks<ToyBuffer>("ToyBackend", "toy", me, (b): b is ToyBuffer => b instanceof ToyBuffer);
+  const a = new ToyBuffer(me, "f32", 12);
+  const b = new ToyBuffer(me, "f32", 12);
+  const copy = { src: a, srcStrides: [4, 1], dst: b, dstOffset: 2, dstStrides: [1, 3], shape: [3, 3] };
+  t.same(checks.copyStrided(copy), { src: a, dst: b, srcOffset: 0, dstOffset: 2, srcSpan: [0, 11] }, "offsets defaulted, the source span returned");
+  t.throws(() => checks.copyStrided({ ...copy, dstOffset: 4 }), new ShapeError("ToyBackend.copyStrided: argument 'dst' needs elements [4, 13) but has length 12"));
+  t.throws(() => checks.copyStrided({ ...copy, dst: new ToyBuffer(me, "i32", 12) }), new ShapeError("ToyBackend.copyStrided: src has dtype f32 but dst has dtype i32; they must match"));
+  t.throws(() => checks.copyStrided({ ...copy, srcStrides: [4] }), /needs 2 strides, found srcStrides \[4\]/);
+  t.throws(() => checks.copyStrided({ ...copy, shape: [1, 1, 1, 1, 1, 1, 1], srcStrides: [0, 0, 0, 0, 0, 0, 0], dstStrides: [0, 0, 0, 0, 0, 0, 0] }), /has rank 7, at most 6 supported/);
+
+  // B=1, T=2, S=3, Hq=2, Hkv=1, D=2: q (1,2,2,2) = 8, k/v (1,3,1,2) = 6 elements.
+  const q = new ToyBuffer(me, "f32", 8);
+  const kv = new ToyBuffer(me, "f32", 6);
+  const args = { batch: 1, queryLen: 2, keyLen: 3, numHeads: 2, numKvHeads: 1, qkDim: 2, vDim: 2, scale: 0.5, causal: true, q: { buf: q }, k: { buf: kv }, v: { buf: kv } };
+  const got = checks.attention("attention", args);
+  t.same([...got.packed], [1, 2, 3, 2, 1, 2, 2, 0.5, 1, 0, 8, 4, 2, 0, 6, 2, 2, 0, 6, 2, 2], "packed sizes, then offset and contiguous strides of q, k, v");
+  t.same([got.rows, got.empty, got.q.buf === q], [4, false, true]);
+  t.throws(() => checks.attention("attention", { ...args, numKvHeads: 3 }), new ShapeError("ToyBackend.attention: numKvHeads (3) must divide numHeads (2)"));
+  t.throws(() => checks.attention("attention", { ...args, keyLen: 1 }), /causal attention needs keyLen ≥ queryLen, found keyLen 1 < queryLen 2/);
+  t.throws(() => checks.attention("attention", { ...args, k: { buf: kv, offset: 1 } }), new ShapeError("ToyBackend.attention: argument 'k' needs elements [1, 7) but has length 6"));
+  t.throws(() => checks.attention("attention", { ...args, v: { buf: new ToyBuffer(me, "bf16", 6) } }), new ShapeError("ToyBackend.attention: argument 'v' has dtype bf16, expected f32"));
+});

@@ -551,35 +551,12 @@ export class GpuBackend implements TensorBackend {
 
   /** Checks the shared attention arguments; returns the packed parameters and the q/k/v buffers. */
   private attentionViews(kernel: string, args: AttentionArgs): { packed: Float64Array; q: GpuBuffer; k: GpuBuffer; v: GpuBuffer; rows: number; empty: boolean } {
-    const { batch, queryLen, keyLen, numHeads, numKvHeads, qkDim, vDim, scale, causal } = args;
-    this.ints(kernel, { batch, queryLen, keyLen });
-    this.ints(kernel, { numHeads, numKvHeads, qkDim, vDim }, 1);
-    if (numHeads % numKvHeads !== 0) this.fail(kernel, `numKvHeads (${numKvHeads}) must divide numHeads (${numHeads})`);
-    if (causal && keyLen < queryLen) this.fail(kernel, `causal attention needs keyLen ≥ queryLen, found keyLen ${keyLen} < queryLen ${queryLen}`);
-    if (keyLen === 0 && queryLen > 0 && batch > 0) this.fail(kernel, `keyLen is 0: query rows would see no key`);
-    if (!Number.isFinite(scale)) this.fail(kernel, `scale must be finite, found ${scale}`);
+    const { qkDim, vDim } = args;
     if (qkDim > this.native.attentionMaxHeadDim || vDim > this.native.attentionMaxHeadDim) {
       this.fail(kernel, `qkDim (${qkDim}) and vDim (${vDim}) must be ≤ ${this.native.attentionMaxHeadDim} for the native kernel (supports() sends larger ones to the composition)`);
     }
-    const view = (name: string, v: AttentionView, tokens: number, heads: number, dim: number) => {
-      const offset = v.offset ?? 0;
-      const strides = v.strides ?? ([tokens * heads * dim, heads * dim, dim] as const);
-      if (strides.length !== 3) this.fail(kernel, `${name}.strides must have 3 entries [batch, token, head], found ${strides.length}`);
-      this.ints(kernel, { [`${name}.offset`]: offset });
-      if (!strides.every((s) => Number.isInteger(s))) this.fail(kernel, `${name}.strides must be integers, found [${strides.join(", ")}]`);
-      const b = this.checks.own(kernel, name, v.buf);
-      if (b.dtype !== "f32") this.fail(kernel, `argument '${name}' has dtype ${b.dtype}, expected f32`);
-      this.checks.span(kernel, name, b, stridedSpan(offset, [batch, tokens, heads, dim], [...strides, 1]));
-      return { buf: b, offset, strides };
-    };
-    const q = view("q", args.q, queryLen, numHeads, qkDim);
-    const k = view("k", args.k, keyLen, numKvHeads, qkDim);
-    const v = view("v", args.v, keyLen, numKvHeads, vDim);
-    const packed = new Float64Array([
-      batch, queryLen, keyLen, numHeads, numKvHeads, qkDim, vDim, scale, causal ? 1 : 0,
-      q.offset, ...q.strides, k.offset, ...k.strides, v.offset, ...v.strides,
-    ]);
-    return { packed, q: q.buf, k: k.buf, v: v.buf, rows: batch * queryLen * numHeads, empty: batch * queryLen === 0 };
+    const { q, k, v, packed, rows, empty } = this.checks.attention(kernel, args);
+    return { packed, q: q.buf, k: k.buf, v: v.buf, rows, empty };
   }
 
   attention(args: AttentionForwardArgs): void {

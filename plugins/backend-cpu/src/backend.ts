@@ -381,33 +381,10 @@ export class CpuBackend implements TensorBackend {
   }
 
   /** Checks the shared attention arguments; returns the packed parameters and the q/k/v blocks. */
+  /** Checks the shared attention arguments (core's BackendChecks.attention); returns the packed parameters and the q/k/v blocks. */
   private attentionViews(kernel: string, args: AttentionArgs): { packed: Float64Array; q: ArrayBuffer; k: ArrayBuffer; v: ArrayBuffer; rows: number; empty: boolean } {
-    const { batch, queryLen, keyLen, numHeads, numKvHeads, qkDim, vDim, scale, causal } = args;
-    checkInts(kernel, { batch, queryLen, keyLen });
-    checkInts(kernel, { numHeads, numKvHeads, qkDim, vDim }, 1);
-    if (numHeads % numKvHeads !== 0) fail(kernel, `numKvHeads (${numKvHeads}) must divide numHeads (${numHeads})`);
-    if (causal && keyLen < queryLen) fail(kernel, `causal attention needs keyLen ≥ queryLen, found keyLen ${keyLen} < queryLen ${queryLen}`);
-    if (keyLen === 0 && queryLen > 0 && batch > 0) fail(kernel, `keyLen is 0: query rows would see no key`);
-    if (!Number.isFinite(scale)) fail(kernel, `scale must be finite, found ${scale}`);
-    const view = (name: string, v: AttentionView, tokens: number, heads: number, dim: number): { block: ArrayBuffer; offset: number; strides: readonly number[] } => {
-      const offset = v.offset ?? 0;
-      const strides = v.strides ?? ([tokens * heads * dim, heads * dim, dim] as const);
-      if (strides.length !== 3) fail(kernel, `${name}.strides must have 3 entries [batch, token, head], found ${strides.length}`);
-      checkInts(kernel, { [`${name}.offset`]: offset });
-      if (!strides.every((s) => Number.isInteger(s))) fail(kernel, `${name}.strides must be integers, found [${strides.join(", ")}]`);
-      const b = this.checks.own(kernel, name, v.buf);
-      if (b.dtype !== "f32") fail(kernel, `argument '${name}' has dtype ${b.dtype}, expected f32`);
-      this.checks.span(kernel, name, b, stridedSpan(offset, [batch, tokens, heads, dim], [...strides, 1]));
-      return { block: b.block, offset, strides };
-    };
-    const q = view("q", args.q, queryLen, numHeads, qkDim);
-    const k = view("k", args.k, keyLen, numKvHeads, qkDim);
-    const v = view("v", args.v, keyLen, numKvHeads, vDim);
-    const packed = new Float64Array([
-      batch, queryLen, keyLen, numHeads, numKvHeads, qkDim, vDim, scale, causal ? 1 : 0,
-      q.offset, ...q.strides, k.offset, ...k.strides, v.offset, ...v.strides,
-    ]);
-    return { packed, q: q.block, k: k.block, v: v.block, rows: batch * queryLen * numHeads, empty: batch * queryLen === 0 };
+    const { q, k, v, packed, rows, empty } = this.checks.attention(kernel, args);
+    return { packed, q: q.buf.block, k: k.buf.block, v: v.buf.block, rows, empty };
   }
 
   attention(args: AttentionForwardArgs): void {

@@ -2,7 +2,7 @@
 // the reference backend and the plugin backends (cpu, webgpu) hold one `BackendChecks` each, so
 // their errors read the same ("CpuBackend.gemm: argument 'a' …").
 import { EcomlaError, ShapeError } from "../errors.js";
-import type { BackendMemoryStats, CopyStridedArgs, DType, DeviceBuffer } from "../interfaces/backend.js";
+import type { AttentionArgs, BackendMemoryStats, CopyStridedArgs, DType, DeviceBuffer } from "../interfaces/backend.js";
 
 /** A backend's buffer as the checks see it: which backend instance made it, and whether it was freed. */
 export interface OwnedBuffer extends DeviceBuffer {
@@ -52,6 +52,13 @@ export class ArgumentChecks {
     const ok = shape.length <= target.length && shape.every((d, i) => d === 1 || d === target[target.length - shape.length + i]);
     if (!ok) this.fail(kernel, `${arg} [${shape.join(", ")}] does not broadcast to ${targetArg} [${target.join(", ")}]`);
   }
+}
+
+/** One of q/k/v of an attention call after the checks: the backend's buffer, its offset and [batch, token, head] strides. */
+export interface AttentionBufferView<B> {
+  buf: B;
+  offset: number;
+  strides: readonly number[];
 }
 
 /**
@@ -119,6 +126,48 @@ export class BackendChecks<B extends OwnedBuffer> extends ArgumentChecks {
     this.span(k, "src", src, srcSpan);
     this.span(k, "dst", dst, stridedSpan(dstOffset, shape, dstStrides));
     return { src, dst, srcOffset, dstOffset, srcSpan };
+  }
+
+  /**
+   * The attention kernels' shared checks: sizes, GQA divisibility, causal key count, a finite
+   * scale, and q/k/v as f32 views of ours inside their buffers. Returns each view with its defaults
+   * applied, the packed parameters [B, T, S, Hq, Hkv, Dqk, Dv, scale, causal, then offset and 3
+   * strides of q, k, v] that native kernels take, the query rows B·T·Hq, and whether no query exists.
+   */
+  attention(kernel: string, args: AttentionArgs): {
+    q: AttentionBufferView<B>;
+    k: AttentionBufferView<B>;
+    v: AttentionBufferView<B>;
+    packed: Float64Array;
+    rows: number;
+    empty: boolean;
+  } {
+    const { batch, queryLen, keyLen, numHeads, numKvHeads, qkDim, vDim, scale, causal } = args;
+    this.ints(kernel, { batch, queryLen, keyLen });
+    this.ints(kernel, { numHeads, numKvHeads, qkDim, vDim }, 1);
+    if (numHeads % numKvHeads !== 0) this.fail(kernel, `numKvHeads (${numKvHeads}) must divide numHeads (${numHeads})`);
+    if (causal && keyLen < queryLen) this.fail(kernel, `causal attention needs keyLen ≥ queryLen, found keyLen ${keyLen} < queryLen ${queryLen}`);
+    if (keyLen === 0 && queryLen > 0 && batch > 0) this.fail(kernel, `keyLen is 0: query rows would see no key`);
+    if (!Number.isFinite(scale)) this.fail(kernel, `scale must be finite, found ${scale}`);
+    const view = (name: string, v: AttentionArgs["q"], tokens: number, heads: number, dim: number): AttentionBufferView<B> => {
+      const offset = v.offset ?? 0;
+      const strides = v.strides ?? ([tokens * heads * dim, heads * dim, dim] as const);
+      if (strides.length !== 3) this.fail(kernel, `${name}.strides must have 3 entries [batch, token, head], found ${strides.length}`);
+      this.ints(kernel, { [`${name}.offset`]: offset });
+      if (!strides.every((s) => Number.isInteger(s))) this.fail(kernel, `${name}.strides must be integers, found [${strides.join(", ")}]`);
+      const buf = this.own(kernel, name, v.buf);
+      this.dtype(kernel, name, buf, "f32");
+      this.span(kernel, name, buf, stridedSpan(offset, [batch, tokens, heads, dim], [...strides, 1]));
+      return { buf, offset, strides };
+    };
+    const q = view("q", args.q, queryLen, numHeads, qkDim);
+    const k = view("k", args.k, keyLen, numKvHeads, qkDim);
+    const v = view("v", args.v, keyLen, numKvHeads, vDim);
+    const packed = new Float64Array([
+      batch, queryLen, keyLen, numHeads, numKvHeads, qkDim, vDim, scale, causal ? 1 : 0,
+      q.offset, ...q.strides, k.offset, ...k.strides, v.offset, ...v.strides,
+    ]);
+    return { q, k, v, packed, rows: batch * queryLen * numHeads, empty: batch * queryLen === 0 };
   }
 
   /** `buf` is live, ours, of `dtype`, and holds elements [offset, offset+count). */
