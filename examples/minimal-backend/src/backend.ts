@@ -9,7 +9,6 @@ import {
   f16BitsToF32,
   f32ToBf16Bits,
   f32ToF16Bits,
-  stridedSpan,
   unaryDerivative,
   unaryForward,
   unaryTakesAlpha,
@@ -131,12 +130,6 @@ export class MinimalBackend implements BackendPrimitives {
   }
 
   /** A GEMM operand's floats, after checking that the strided view (shape, strides) lies inside it. */
-  private strided(arg: string, buf: DeviceBuffer, offset: number, shape: number[], strides: number[]): Float32Array {
-    const b = this.checks.typed("gemm", arg, buf, "f32", 0);
-    this.checks.span("gemm", arg, b, stridedSpan(offset, shape, strides));
-    return b.data as Float32Array;
-  }
-
   // ---- memory -----------------------------------------------------------------------------------
 
   alloc(dtype: DType, length: number): DeviceBuffer {
@@ -219,12 +212,8 @@ export class MinimalBackend implements BackendPrimitives {
    */
   gemm(args: GemmArgs): void {
     const { batch, m, n, k, transA, transB, alpha, beta, lda, ldb, ldc, strideA, strideB, strideC } = args;
-    const [aOffset, bOffset, cOffset] = [args.aOffset ?? 0, args.bOffset ?? 0, args.cOffset ?? 0];
-    this.checks.ints("gemm", { batch }, 1);
-    this.checks.ints("gemm", { m, n, k, aOffset, bOffset, cOffset, lda, ldb, ldc, strideA, strideB, strideC });
-    const a = this.strided("a", args.a, aOffset, transA ? [batch, k, m] : [batch, m, k], [strideA, lda, 1]); // op(A) (m, k) per item
-    const b = this.strided("b", args.b, bOffset, transB ? [batch, n, k] : [batch, k, n], [strideB, ldb, 1]); // op(B) (k, n) per item
-    const c = this.strided("c", args.c, cOffset, [batch, m, n], [strideC, ldc, 1]); // C (m, n) per item
+    const { aOffset, bOffset, cOffset, ...bufs } = this.checks.gemm(args); // sizes, strides, ranges, f32
+    const [a, b, c] = [bufs.a.data, bufs.b.data, bufs.c.data] as Float32Array[]; // op(A) (m, k), op(B) (k, n), C (m, n) per item
     const [aRowStep, aColStep] = transA ? [1, lda] : [lda, 1]; // element steps of op(A) along i and p
     const row = new Float64Array(n); // (n) one row of op(A)·op(B)
     for (let item = 0; item < batch; item++) {

@@ -73,3 +73,17 @@ t.test("copyStrided and attention argument checks, shared by every backend", asy
   t.throws(() => checks.attention("attention", { ...args, k: { buf: kv, offset: 1 } }), new ShapeError("ToyBackend.attention: argument 'k' needs elements [1, 7) but has length 6"));
   t.throws(() => checks.attention("attention", { ...args, v: { buf: new ToyBuffer(me, "bf16", 6) } }), new ShapeError("ToyBackend.attention: argument 'v' has dtype bf16, expected f32"));
 });
+
+t.test("gemm argument checks, shared by every backend", async (t) => {
+  const me = {};
+  const checks = new BackendChecks<ToyBuffer>("ToyBackend", "toy", me, (b): b is ToyBuffer => b instanceof ToyBuffer);
+  // batch 2 of (3 × 4)·(4 × 5): A 24, B 40, C 30 elements when contiguous.
+  const [a, b, c] = [new ToyBuffer(me, "f32", 24), new ToyBuffer(me, "f32", 40), new ToyBuffer(me, "f32", 30)];
+  const args = { batch: 2, m: 3, n: 5, k: 4, transA: false, transB: false, alpha: 1, beta: 0, a, lda: 4, strideA: 12, b, ldb: 5, strideB: 20, c, ldc: 5, strideC: 15 };
+  t.same(checks.gemm(args), { a, b, c, aOffset: 0, bOffset: 0, cOffset: 0 });
+  t.throws(() => checks.gemm({ ...args, lda: 3 }), new ShapeError("ToyBackend.gemm: lda must be ≥ 4 (columns of A as stored), found 3"));
+  t.throws(() => checks.gemm({ ...args, strideC: 0 }), new ShapeError("ToyBackend.gemm: strideC = 0 with batch 2 would write every batch to the same C"));
+  t.throws(() => checks.gemm({ ...args, cOffset: 1 }), new ShapeError("ToyBackend.gemm: argument 'c' needs elements [1, 31) but has length 30"));
+  t.throws(() => checks.gemm({ ...args, transB: true }), /argument 'b' needs elements \[0, 44\) but has length 40/, "transB reads B as (n, k) with ldb");
+  t.throws(() => checks.gemm({ ...args, b: new ToyBuffer(me, "bf16", 40) }), new ShapeError("ToyBackend.gemm: argument 'b' has dtype bf16, expected f32"));
+});

@@ -351,24 +351,9 @@ export class GpuBackend implements TensorBackend {
   gemm(args: GemmArgs): void {
     const k = "gemm";
     const { batch, m, n, transA, transB, alpha, beta } = args;
-    this.ints(k, { batch }, 1);
-    this.ints(k, { m, n, k: args.k });
-    const aOffset = args.aOffset ?? 0;
-    const bOffset = args.bOffset ?? 0;
-    const cOffset = args.cOffset ?? 0;
-    this.ints(k, { aOffset, bOffset, cOffset, lda: args.lda, ldb: args.ldb, ldc: args.ldc, strideA: args.strideA, strideB: args.strideB, strideC: args.strideC });
-    const [aRows, aCols] = transA ? [args.k, m] : [m, args.k];
-    const [bRows, bCols] = transB ? [n, args.k] : [args.k, n];
-    if (aRows > 1 && args.lda < aCols) this.fail(k, `lda must be ≥ ${aCols} (columns of A as stored), found ${args.lda}`);
-    if (bRows > 1 && args.ldb < bCols) this.fail(k, `ldb must be ≥ ${bCols} (columns of B as stored), found ${args.ldb}`);
-    if (m > 1 && args.ldc < n) this.fail(k, `ldc must be ≥ ${n}, found ${args.ldc}`);
-    if (batch > 1 && args.strideC === 0 && m * n > 0) this.fail(k, `strideC = 0 with batch ${batch} would write every batch to the same C`);
-    const a = this.f32(k, "a", args.a, 0);
-    const b = this.f32(k, "b", args.b, 0);
-    const c = this.f32(k, "c", args.c, 0);
-    this.checks.span(k, "a", a, stridedSpan(aOffset, [batch, aRows, aCols], [args.strideA, args.lda, 1]));
-    this.checks.span(k, "b", b, stridedSpan(bOffset, [batch, bRows, bCols], [args.strideB, args.ldb, 1]));
-    this.checks.span(k, "c", c, stridedSpan(cOffset, [batch, m, n], [args.strideC, args.ldc, 1]));
+    const { a, b, c, aOffset, bOffset, cOffset } = this.checks.gemm(args);
+    const aCols = transA ? m : args.k;
+    const bCols = transB ? args.k : n;
     if (m === 0 || n === 0) return;
     if (Math.max(m, n, args.k, batch) > 2 ** 31 - 1) this.fail(k, `m, n, k and batch must be < 2^31 for the BLAS library`);
     // BLAS takes lda ≥ the stored row length even for a single row; the value is unused then.

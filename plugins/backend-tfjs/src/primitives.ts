@@ -367,28 +367,11 @@ export class TfjsPrimitives implements TensorBackend {
   // ---- linear algebra ---------------------------------------------------------------------------------
 
   gemm(args: GemmArgs): void {
-    const k = "gemm";
     const { batch, m, n, transA, transB, alpha, beta } = args;
-    this.checks.ints(k, { batch }, 1);
-    this.checks.ints(k, { m, n, k: args.k });
-    const aOffset = args.aOffset ?? 0;
-    const bOffset = args.bOffset ?? 0;
-    const cOffset = args.cOffset ?? 0;
-    this.checks.ints(k, { aOffset, bOffset, cOffset, lda: args.lda, ldb: args.ldb, ldc: args.ldc, strideA: args.strideA, strideB: args.strideB, strideC: args.strideC });
+    const { a, b, c, aOffset, bOffset, cOffset } = this.checks.gemm(args);
+    if (m * n === 0) return;
     const [aRows, aCols] = transA ? [args.k, m] : [m, args.k];
     const [bRows, bCols] = transB ? [n, args.k] : [args.k, n];
-    if (aRows > 1 && args.lda < aCols) this.checks.fail(k, `lda must be ≥ ${aCols} (columns of A as stored), found ${args.lda}`);
-    if (bRows > 1 && args.ldb < bCols) this.checks.fail(k, `ldb must be ≥ ${bCols} (columns of B as stored), found ${args.ldb}`);
-    if (m > 1 && args.ldc < n) this.checks.fail(k, `ldc must be ≥ ${n}, found ${args.ldc}`);
-    if (batch > 1 && args.strideC === 0 && m * n > 0) this.checks.fail(k, `strideC = 0 with batch ${batch} would write every batch to the same C`);
-    const a = this.checks.own(k, "a", args.a);
-    const b = this.checks.own(k, "b", args.b);
-    const c = this.checks.own(k, "c", args.c);
-    for (const [name, buf] of [["a", a], ["b", b], ["c", c]] as const) this.checks.dtype(k, name, buf, "f32");
-    this.checks.span(k, "a", a, stridedSpan(aOffset, [batch, aRows, aCols], [args.strideA, args.lda, 1]));
-    this.checks.span(k, "b", b, stridedSpan(bOffset, [batch, bRows, bCols], [args.strideB, args.ldb, 1]));
-    this.checks.span(k, "c", c, stridedSpan(cOffset, [batch, m, n], [args.strideC, args.ldc, 1]));
-    if (m * n === 0) return;
     const cShape = [batch, m, n];
     const cStrides = [args.strideC, args.ldc, 1];
     this.update(c, (old) => {

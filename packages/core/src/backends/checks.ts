@@ -2,7 +2,7 @@
 // the reference backend and the plugin backends (cpu, webgpu) hold one `BackendChecks` each, so
 // their errors read the same ("CpuBackend.gemm: argument 'a' …").
 import { EcomlaError, ShapeError } from "../errors.js";
-import type { AttentionArgs, BackendMemoryStats, CopyStridedArgs, DType, DeviceBuffer } from "../interfaces/backend.js";
+import type { AttentionArgs, BackendMemoryStats, CopyStridedArgs, DType, DeviceBuffer, GemmArgs } from "../interfaces/backend.js";
 
 /** A backend's buffer as the checks see it: which backend instance made it, and whether it was freed. */
 export interface OwnedBuffer extends DeviceBuffer {
@@ -126,6 +126,36 @@ export class BackendChecks<B extends OwnedBuffer> extends ArgumentChecks {
     this.span(k, "src", src, srcSpan);
     this.span(k, "dst", dst, stridedSpan(dstOffset, shape, dstStrides));
     return { src, dst, srcOffset, dstOffset, srcSpan };
+  }
+
+  /**
+   * GEMM's checks: sizes and strides integers, leading dimensions at least the stored widths, no
+   * batch writing one C, a/b/c f32 buffers of ours holding every element they are read or written
+   * at. Returns the buffers and the offsets (defaults applied).
+   */
+  gemm(args: GemmArgs): { a: B; b: B; c: B; aOffset: number; bOffset: number; cOffset: number } {
+    const k = "gemm";
+    const { batch, m, n, transA, transB } = args;
+    this.ints(k, { batch }, 1);
+    this.ints(k, { m, n, k: args.k });
+    const aOffset = args.aOffset ?? 0;
+    const bOffset = args.bOffset ?? 0;
+    const cOffset = args.cOffset ?? 0;
+    this.ints(k, { aOffset, bOffset, cOffset, lda: args.lda, ldb: args.ldb, ldc: args.ldc, strideA: args.strideA, strideB: args.strideB, strideC: args.strideC });
+    const [aRows, aCols] = transA ? [args.k, m] : [m, args.k];
+    const [bRows, bCols] = transB ? [n, args.k] : [args.k, n];
+    if (aRows > 1 && args.lda < aCols) this.fail(k, `lda must be ≥ ${aCols} (columns of A as stored), found ${args.lda}`);
+    if (bRows > 1 && args.ldb < bCols) this.fail(k, `ldb must be ≥ ${bCols} (columns of B as stored), found ${args.ldb}`);
+    if (m > 1 && args.ldc < n) this.fail(k, `ldc must be ≥ ${n}, found ${args.ldc}`);
+    if (batch > 1 && args.strideC === 0 && m * n > 0) this.fail(k, `strideC = 0 with batch ${batch} would write every batch to the same C`);
+    const a = this.own(k, "a", args.a);
+    const b = this.own(k, "b", args.b);
+    const c = this.own(k, "c", args.c);
+    for (const [name, buf] of [["a", a], ["b", b], ["c", c]] as const) this.dtype(k, name, buf, "f32");
+    this.span(k, "a", a, stridedSpan(aOffset, [batch, aRows, aCols], [args.strideA, args.lda, 1]));
+    this.span(k, "b", b, stridedSpan(bOffset, [batch, bRows, bCols], [args.strideB, args.ldb, 1]));
+    this.span(k, "c", c, stridedSpan(cOffset, [batch, m, n], [args.strideC, args.ldc, 1]));
+    return { a, b, c, aOffset, bOffset, cOffset };
   }
 
   /**
